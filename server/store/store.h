@@ -1,0 +1,97 @@
+// Store: Lockbox's persistence, behind an interface a PostgreSQL backend could implement later
+// (keep SQL portable: no SQLite-only syntax in callers' statements).
+//
+// Writes go through the commit pipeline: Commit() hands a unit of work to the single writer,
+// which batches every queued unit into one transaction (durable: WAL + synchronous=FULL), runs
+// each unit under its own savepoint (a failing unit rolls back alone; the others still commit),
+// commits, and only then wakes each caller with its own result. When Commit() returns OK the
+// unit's effects are on disk. Reads use separate reader connections and never block the writer.
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "crypto/status.h"
+
+namespace lockbox::store {
+
+using Blob = std::vector<std::uint8_t>;
+// SQL values: NULL, INTEGER, REAL, TEXT, BLOB.
+using Value = std::variant<std::nullptr_t, std::int64_t, double, std::string, Blob>;
+using Row = std::vector<Value>;
+
+// Typed accessors for a row's columns: INTERNAL if the column has another type.
+StatusOr<std::int64_t> GetInt(const Row& row, std::size_t column);
+StatusOr<std::string> GetText(const Row& row, std::size_t column);
+StatusOr<Blob> GetBlob(const Row& row, std::size_t column);
+bool IsNull(const Row& row, std::size_t column);
+
+// Statement execution inside a transaction (writer) or a read snapshot (reader).
+class Transaction {
+ public:
+  virtual ~Transaction() = default;
+  // Runs one statement; returns the number of rows changed.
+  virtual StatusOr<std::int64_t> Execute(std::string_view sql, const std::vector<Value>& params) = 0;
+  virtual StatusOr<std::vector<Row>> Query(std::string_view sql,
+                                           const std::vector<Value>& params) = 0;
+};
+
+// A unit of work: runs on the writer thread inside the batch transaction under its own
+// savepoint. Returning a non-OK status rolls back everything the unit did, and only that.
+// Units must be short and must not block on other units (they run one after another).
+using UnitOfWork = std::function<Status(Transaction&)>;
+
+// Schema migrations are owned by the module whose tables they create; each (component, version)
+// runs exactly once, in version order, in its own transaction.
+struct Migration {
+  std::string component;  // e.g. "keyring"
+  int version = 0;        // 1, 2, ... per component
+  std::string sql;        // one or more statements
+};
+
+struct CommitStats {
+  std::uint64_t units = 0;    // units committed or rolled back
+  std::uint64_t batches = 0;  // transactions committed
+  std::uint64_t max_batch = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies migrations not yet recorded in schema_migrations.
+  virtual Status Migrate(const std::vector<Migration>& migrations) = 0;
+
+  // Submits `unit` to the commit pipeline and waits until its batch has committed durably.
+  // Returns the unit's own error if it failed, UNAVAILABLE if the batch could not be committed
+  // (disk full, I/O error, store closed): then nothing of the unit is on disk.
+  virtual Status Commit(UnitOfWork unit) = 0;
+
+  // Runs `reader` on a reader connection inside one read transaction (a consistent snapshot).
+  virtual Status Read(const std::function<Status(Transaction&)>& reader) = 0;
+
+  // Convenience: one query on a reader connection.
+  virtual StatusOr<std::vector<Row>> Query(std::string_view sql, const std::vector<Value>& params);
+
+  virtual CommitStats stats() const = 0;
+};
+
+struct SqliteOptions {
+  std::string path;                      // database file; created if missing
+  std::size_t max_batch_units = 512;     // units per transaction at most
+  std::size_t reader_connections = 4;    // pooled reader connections
+  int busy_timeout_ms = 5000;
+};
+
+// Opens (creating if needed) a SQLite store in WAL mode with synchronous=FULL and
+// secure_delete=ON (deleted wrapped keys do not linger in free pages), and starts the writer.
+StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
+}  // namespace lockbox::store
