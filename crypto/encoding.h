@@ -21,6 +21,7 @@ std::string Base64UrlEncode(std::span<const std::uint8_t> data);  // no padding
 StatusOr<std::vector<std::uint8_t>> Base64UrlDecode(std::string_view text);
 
 std::string HexEncode(std::span<const std::uint8_t> data);  // lower case
+// Accepts lower-case hex only (the one canonical form HexEncode produces), even length.
 StatusOr<std::vector<std::uint8_t>> HexDecode(std::string_view text);
 
 inline std::span<const std::uint8_t> AsBytes(std::string_view s) {
