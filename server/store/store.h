@@ -38,7 +38,8 @@ class Transaction {
  public:
   virtual ~Transaction() = default;
   // Runs one statement; returns the number of rows changed.
-  virtual StatusOr<std::int64_t> Execute(std::string_view sql, const std::vector<Value>& params) = 0;
+  virtual StatusOr<std::int64_t> Execute(std::string_view sql,
+                                         const std::vector<Value>& params) = 0;
   virtual StatusOr<std::vector<Row>> Query(std::string_view sql,
                                            const std::vector<Value>& params) = 0;
 };
@@ -60,6 +61,7 @@ struct CommitStats {
   std::uint64_t units = 0;    // units committed or rolled back
   std::uint64_t batches = 0;  // transactions committed
   std::uint64_t max_batch = 0;
+  std::uint64_t queued = 0;  // units submitted and not yet taken by the writer (a snapshot)
 };
 
 class Store {
@@ -74,24 +76,34 @@ class Store {
   // (disk full, I/O error, store closed): then nothing of the unit is on disk.
   virtual Status Commit(UnitOfWork unit) = 0;
 
-  // Runs `reader` on a reader connection inside one read transaction (a consistent snapshot).
+  // Runs `reader` on a reader connection inside one read transaction (a consistent snapshot taken
+  // when Read() starts). Waits for a free pooled connection: do not nest Read() calls.
   virtual Status Read(const std::function<Status(Transaction&)>& reader) = 0;
 
   // Convenience: one query on a reader connection.
   virtual StatusOr<std::vector<Row>> Query(std::string_view sql, const std::vector<Value>& params);
 
   virtual CommitStats stats() const = 0;
+
+  // Stops accepting commits (Commit() then returns UNAVAILABLE), lets the writer finish every unit
+  // already queued, and stops it. Reads keep working until the store is destroyed. Idempotent;
+  // the destructor calls it. The default does nothing (for stores without a writer).
+  virtual void Shutdown() {}
 };
 
 struct SqliteOptions {
-  std::string path;                      // database file; created if missing
-  std::size_t max_batch_units = 512;     // units per transaction at most
-  std::size_t reader_connections = 4;    // pooled reader connections
+  std::string path;                    // database file; created if missing
+  std::size_t max_batch_units = 512;   // units per transaction at most
+  std::size_t reader_connections = 4;  // pooled reader connections
   int busy_timeout_ms = 5000;
+  std::string vfs;  // SQLite VFS name; empty: the default (tests inject faults)
 };
 
 // Opens (creating if needed) a SQLite store in WAL mode with synchronous=FULL and
 // secure_delete=ON (deleted wrapped keys do not linger in free pages), and starts the writer.
+// A new database file is created with mode 0600 (the WAL and shm files inherit it). Statements of
+// units may not use transaction control, SAVEPOINT, ATTACH/DETACH or PRAGMA; statements run in
+// Read() must be read-only. Each Execute()/Query() takes exactly one statement.
 StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
 
 }  // namespace lockbox::store
