@@ -1,1 +1,613 @@
-// placeholder
+#include "server/keyring/keyring.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <utility>
+
+#include "crypto/aead.h"
+#include "crypto/encoding.h"
+#include "crypto/random.h"
+#include "server/keyring/envelope.h"
+
+namespace lockbox::keyring {
+namespace {
+
+constexpr std::size_t kDekSize = crypto::kAes256KeySize;
+constexpr std::size_t kMaxNameLength = 128;
+
+std::int64_t ToNanos(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+TimePoint FromNanos(std::int64_t ns) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::nanoseconds(ns)));
+}
+
+Status ValidateName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength) {
+    return InvalidArgumentError("key name must be 1 to 128 characters");
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.' || c == '/';
+    if (!ok) return InvalidArgumentError("key name may only contain A-Z a-z 0-9 - _ . /");
+  }
+  if (name.front() == '/' || name.back() == '/' || name.find("//") != std::string_view::npos ||
+      name.find("..") != std::string_view::npos) {
+    return InvalidArgumentError("key name has an empty or '..' segment");
+  }
+  return Status::Ok();
+}
+
+Status KeyNotFound(std::string_view name) {
+  return NotFoundError("key '" + std::string(name) + "' not found");
+}
+
+// Authentication failures on caller-supplied ciphertext are bad input, not server data loss.
+Status AsInvalidCiphertext(const Status& s) {
+  if (s.code() == StatusCode::kDataLoss || s.code() == StatusCode::kInvalidArgument) {
+    return InvalidArgumentError("invalid ciphertext: message authentication failed");
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string_view KeyStateName(KeyState state) {
+  switch (state) {
+    case KeyState::kEnabled:
+      return "enabled";
+    case KeyState::kDisabled:
+      return "disabled";
+    case KeyState::kPendingDeletion:
+      return "pending_deletion";
+  }
+  return "unknown";
+}
+
+std::vector<store::Migration> KeyringMigrations() {
+  return {{"keyring", 1, R"sql(
+CREATE TABLE keyring_keys (
+  name TEXT PRIMARY KEY,
+  enabled INTEGER NOT NULL,
+  latest_version INTEGER NOT NULL,
+  min_decryption_version INTEGER NOT NULL,
+  min_encryption_version INTEGER NOT NULL,
+  deletion_time INTEGER,
+  created INTEGER NOT NULL,
+  updated INTEGER NOT NULL
+);
+CREATE TABLE keyring_versions (
+  name TEXT NOT NULL REFERENCES keyring_keys(name) ON DELETE CASCADE,
+  version INTEGER NOT NULL,
+  wrapped_kek BLOB NOT NULL,
+  master_key_label TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  PRIMARY KEY (name, version)
+);
+)sql"}};
+}
+
+// One key version: its wrapped KEK (persistent) and, once used, the unwrapped KEK's HSM handle.
+struct VersionEntry {
+  std::uint32_t version = 0;
+  TimePoint created;
+  std::vector<std::uint8_t> wrapped_kek;
+  std::string master_key_label;
+
+  mutable std::mutex kek_mu;
+  mutable std::optional<hsm::KeyHandle> kek;
+};
+
+// An immutable snapshot of a key; state changes publish a new one (versions are shared).
+struct KeyEntry {
+  std::string name;
+  bool enabled = true;
+  std::uint32_t latest_version = 0;
+  std::uint32_t min_decryption_version = 1;
+  std::uint32_t min_encryption_version = 0;
+  std::optional<TimePoint> deletion_time;
+  TimePoint created;
+  TimePoint updated;
+  std::vector<std::shared_ptr<VersionEntry>> versions;  // versions[i] is version i + 1
+
+  KeyState state() const {
+    if (deletion_time) return KeyState::kPendingDeletion;
+    return enabled ? KeyState::kEnabled : KeyState::kDisabled;
+  }
+  const VersionEntry& Version(std::uint32_t v) const { return *versions[v - 1]; }
+};
+
+struct Keyring::Impl {
+  Impl(hsm::Hsm& h, store::Store& s, KeyringOptions o)
+      : hsm(h), store(s), options(std::move(o)), cache(options.dek_cache) {}
+
+  hsm::Hsm& hsm;
+  store::Store& store;
+  const KeyringOptions options;
+  DekCache cache;
+
+  mutable std::shared_mutex keys_mu;
+  std::unordered_map<std::string, std::shared_ptr<const KeyEntry>> keys;
+
+  std::mutex admin_mu;  // serialises state changes
+
+  std::mutex master_mu;
+  std::map<std::string, hsm::KeyHandle, std::less<>> master_keys;
+
+  std::shared_ptr<const KeyEntry> Find(std::string_view name) const {
+    std::shared_lock lock(keys_mu);
+    auto it = keys.find(std::string(name));
+    return it == keys.end() ? nullptr : it->second;
+  }
+
+  void Publish(std::shared_ptr<const KeyEntry> entry) {
+    std::unique_lock lock(keys_mu);
+    keys[entry->name] = std::move(entry);
+  }
+
+  // The MKEK's handle, looked up again after the HSM was re-initialised.
+  StatusOr<hsm::KeyHandle> MasterKey(const std::string& label) {
+    std::lock_guard lock(master_mu);
+    auto it = master_keys.find(label);
+    if (it != master_keys.end() && it->second.generation == hsm.generation()) return it->second;
+    LOCKBOX_ASSIGN_OR_RETURN(hsm::KeyHandle handle, hsm.FindSecretKey(label));
+    master_keys[label] = handle;
+    return handle;
+  }
+
+  StatusOr<hsm::KeyHandle> Kek(const VersionEntry& v, bool refresh) {
+    std::lock_guard lock(v.kek_mu);
+    if (!refresh && v.kek && v.kek->generation == hsm.generation()) return *v.kek;
+    LOCKBOX_ASSIGN_OR_RETURN(hsm::KeyHandle mkek, MasterKey(v.master_key_label));
+    auto unwrapped = hsm.UnwrapKey(mkek, v.wrapped_kek);
+    if (!unwrapped.ok()) return unwrapped.status().WithContext("unwrap key-encryption key");
+    v.kek = *unwrapped;
+    return *unwrapped;
+  }
+
+  // Runs an HSM operation with the version's KEK; a stale handle is re-unwrapped once.
+  template <typename Op>
+  auto WithKek(const VersionEntry& v, Op op) -> decltype(op(hsm::KeyHandle{})) {
+    LOCKBOX_ASSIGN_OR_RETURN(hsm::KeyHandle kek, Kek(v, false));
+    auto result = op(kek);
+    if (result.ok() || result.status().code() != StatusCode::kNotFound) return result;
+    LOCKBOX_ASSIGN_OR_RETURN(kek, Kek(v, true));
+    return op(kek);
+  }
+
+  StatusOr<std::shared_ptr<VersionEntry>> NewVersion(std::uint32_t number) {
+    LOCKBOX_ASSIGN_OR_RETURN(hsm::KeyHandle mkek, MasterKey(options.master_key_label));
+    auto wrapped = hsm.GenerateWrappedKey(mkek);
+    if (!wrapped.ok()) return wrapped.status().WithContext("generate key-encryption key");
+    auto v = std::make_shared<VersionEntry>();
+    v->version = number;
+    v->created = options.clock();
+    v->wrapped_kek = std::move(*wrapped);
+    v->master_key_label = options.master_key_label;
+    return v;
+  }
+
+  static Status SaveKey(store::Transaction& tx, const KeyEntry& k) {
+    auto r = tx.Execute(
+        "INSERT INTO keyring_keys (name, enabled, latest_version, min_decryption_version, "
+        "min_encryption_version, deletion_time, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, "
+        "latest_version = excluded.latest_version, "
+        "min_decryption_version = excluded.min_decryption_version, "
+        "min_encryption_version = excluded.min_encryption_version, "
+        "deletion_time = excluded.deletion_time, updated = excluded.updated",
+        {k.name, std::int64_t{k.enabled ? 1 : 0}, std::int64_t{k.latest_version},
+         std::int64_t{k.min_decryption_version}, std::int64_t{k.min_encryption_version},
+         k.deletion_time ? store::Value(ToNanos(*k.deletion_time)) : store::Value(nullptr),
+         ToNanos(k.created), ToNanos(k.updated)});
+    return r.status();
+  }
+
+  static Status SaveVersion(store::Transaction& tx, const std::string& name,
+                            const VersionEntry& v) {
+    auto r = tx.Execute(
+        "INSERT INTO keyring_versions (name, version, wrapped_kek, master_key_label, created) "
+        "VALUES (?, ?, ?, ?, ?)",
+        {name, std::int64_t{v.version}, v.wrapped_kek, v.master_key_label, ToNanos(v.created)});
+    return r.status();
+  }
+
+  // Applies `change` to a copy of the key's current state, persists it, then publishes it.
+  Status Change(std::string_view name, const std::function<Status(KeyEntry&)>& change) {
+    std::lock_guard admin(admin_mu);
+    auto current = Find(name);
+    if (!current) return KeyNotFound(name);
+    auto next = std::make_shared<KeyEntry>(*current);
+    LOCKBOX_RETURN_IF_ERROR(change(*next));
+    next->updated = options.clock();
+    LOCKBOX_RETURN_IF_ERROR(
+        store.Commit([&](store::Transaction& tx) { return SaveKey(tx, *next); }));
+    if (next->state() != KeyState::kEnabled) cache.EvictKey(name);
+    Publish(std::move(next));
+    return Status::Ok();
+  }
+
+  Status CheckUsable(const KeyEntry& k) const {
+    switch (k.state()) {
+      case KeyState::kEnabled:
+        return Status::Ok();
+      case KeyState::kDisabled:
+        return FailedPreconditionError("key '" + k.name + "' is disabled");
+      case KeyState::kPendingDeletion:
+        return FailedPreconditionError("key '" + k.name + "' is scheduled for deletion");
+    }
+    return InternalError("unknown key state");
+  }
+
+  // Version checks shared by decrypt and rewrap.
+  static Status CheckDecryptionVersion(const KeyEntry& k, std::uint32_t version) {
+    if (version == 0 || version > k.latest_version) {
+      return InvalidArgumentError("invalid ciphertext: key version " + std::to_string(version) +
+                                  " does not exist");
+    }
+    if (version < k.min_decryption_version) {
+      return FailedPreconditionError(
+          "ciphertext or signature version is disallowed by policy (too old)");
+    }
+    return Status::Ok();
+  }
+
+  // The plaintext DEK of an envelope: from the cache or unwrapped inside the HSM.
+  StatusOr<std::shared_ptr<const crypto::SecureBuffer>> DecryptionDek(const KeyEntry& k,
+                                                                      const Envelope& env) {
+    if (auto cached = cache.FindDecryptionDek(k.name, env.key_version, env.wrapped_dek)) {
+      return cached;
+    }
+    const auto aad = DekAad(env.format, k.name, env.key_version);
+    auto dek = WithKek(k.Version(env.key_version), [&](const hsm::KeyHandle& kek) {
+      return hsm.UnwrapData(kek, env.wrapped_dek, aad);
+    });
+    if (!dek.ok()) return AsInvalidCiphertext(dek.status());
+    if (dek->size() != kDekSize) return InvalidArgumentError("invalid ciphertext: bad data key");
+    auto shared = std::make_shared<const crypto::SecureBuffer>(std::move(*dek));
+    cache.PutDecryptionDek(k.name, env.key_version, CachedDek{shared, env.wrapped_dek});
+    return shared;
+  }
+
+  StatusOr<std::vector<std::uint8_t>> WrapDek(const KeyEntry& k, std::uint32_t version,
+                                              const crypto::SecureBuffer& dek) {
+    const auto aad = DekAad(kEnvelopeFormatV1, k.name, version);
+    auto wrapped = WithKek(k.Version(version), [&](const hsm::KeyHandle& kek) {
+      return hsm.WrapData(kek, dek.span(), aad);
+    });
+    if (!wrapped.ok()) return wrapped.status().WithContext("wrap data key");
+    return wrapped;
+  }
+
+  StatusOr<CachedDek> EncryptionDek(const KeyEntry& k, std::uint32_t version) {
+    if (auto cached = cache.TakeEncryptionDek(k.name, version)) return *cached;
+    auto fresh = std::make_shared<const crypto::SecureBuffer>(crypto::RandomSecret(kDekSize));
+    LOCKBOX_ASSIGN_OR_RETURN(auto wrapped, WrapDek(k, version, *fresh));
+    CachedDek dek{std::move(fresh), std::move(wrapped)};
+    cache.PutEncryptionDek(k.name, version, dek);
+    return dek;
+  }
+
+  Status Load() {
+    return store.Read([&](store::Transaction& tx) -> Status {
+      LOCKBOX_ASSIGN_OR_RETURN(
+          auto key_rows,
+          tx.Query("SELECT name, enabled, latest_version, min_decryption_version, "
+                   "min_encryption_version, deletion_time, created, updated FROM keyring_keys",
+                   {}));
+      std::unordered_map<std::string, std::shared_ptr<KeyEntry>> loaded;
+      for (const auto& row : key_rows) {
+        auto k = std::make_shared<KeyEntry>();
+        LOCKBOX_ASSIGN_OR_RETURN(k->name, store::GetText(row, 0));
+        LOCKBOX_ASSIGN_OR_RETURN(auto enabled, store::GetInt(row, 1));
+        LOCKBOX_ASSIGN_OR_RETURN(auto latest, store::GetInt(row, 2));
+        LOCKBOX_ASSIGN_OR_RETURN(auto min_dec, store::GetInt(row, 3));
+        LOCKBOX_ASSIGN_OR_RETURN(auto min_enc, store::GetInt(row, 4));
+        if (!store::IsNull(row, 5)) {
+          LOCKBOX_ASSIGN_OR_RETURN(auto deletion, store::GetInt(row, 5));
+          k->deletion_time = FromNanos(deletion);
+        }
+        LOCKBOX_ASSIGN_OR_RETURN(auto created, store::GetInt(row, 6));
+        LOCKBOX_ASSIGN_OR_RETURN(auto updated, store::GetInt(row, 7));
+        k->enabled = enabled != 0;
+        k->latest_version = static_cast<std::uint32_t>(latest);
+        k->min_decryption_version = static_cast<std::uint32_t>(min_dec);
+        k->min_encryption_version = static_cast<std::uint32_t>(min_enc);
+        k->created = FromNanos(created);
+        k->updated = FromNanos(updated);
+        k->versions.resize(k->latest_version);
+        loaded.emplace(k->name, std::move(k));
+      }
+      LOCKBOX_ASSIGN_OR_RETURN(
+          auto version_rows,
+          tx.Query("SELECT name, version, wrapped_kek, master_key_label, created "
+                   "FROM keyring_versions",
+                   {}));
+      for (const auto& row : version_rows) {
+        LOCKBOX_ASSIGN_OR_RETURN(auto name, store::GetText(row, 0));
+        LOCKBOX_ASSIGN_OR_RETURN(auto number, store::GetInt(row, 1));
+        auto it = loaded.find(name);
+        if (it == loaded.end() || number < 1 || number > it->second->latest_version) {
+          return DataLossError("keyring: version row without a key: '" + name + "'");
+        }
+        auto v = std::make_shared<VersionEntry>();
+        v->version = static_cast<std::uint32_t>(number);
+        LOCKBOX_ASSIGN_OR_RETURN(v->wrapped_kek, store::GetBlob(row, 2));
+        LOCKBOX_ASSIGN_OR_RETURN(v->master_key_label, store::GetText(row, 3));
+        LOCKBOX_ASSIGN_OR_RETURN(auto created, store::GetInt(row, 4));
+        v->created = FromNanos(created);
+        it->second->versions[v->version - 1] = std::move(v);
+      }
+      for (auto& [name, k] : loaded) {
+        for (const auto& v : k->versions) {
+          if (!v) return DataLossError("keyring: key '" + name + "' is missing a version");
+        }
+        keys.emplace(name, std::move(k));
+      }
+      return Status::Ok();
+    });
+  }
+};
+
+Keyring::Keyring(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Keyring::~Keyring() = default;
+
+StatusOr<std::unique_ptr<Keyring>> Keyring::Open(hsm::Hsm& hsm, store::Store& store,
+                                                 KeyringOptions options) {
+  crypto::InitCrypto();
+  LOCKBOX_RETURN_IF_ERROR(store.Migrate(KeyringMigrations()));
+  auto impl = std::make_unique<Impl>(hsm, store, std::move(options));
+  auto mkek = impl->MasterKey(impl->options.master_key_label);
+  if (!mkek.ok() && mkek.status().code() == StatusCode::kNotFound &&
+      impl->options.create_master_key) {
+    auto created = hsm.GenerateMasterKey(impl->options.master_key_label);
+    if (!created.ok()) return created.status().WithContext("generate master key");
+  } else if (!mkek.ok()) {
+    return mkek.status().WithContext("find master key");
+  }
+  LOCKBOX_RETURN_IF_ERROR(impl->Load());
+  return std::unique_ptr<Keyring>(new Keyring(std::move(impl)));
+}
+
+Status Keyring::CreateKey(std::string_view name) {
+  LOCKBOX_RETURN_IF_ERROR(ValidateName(name));
+  std::lock_guard admin(impl_->admin_mu);
+  if (impl_->Find(name)) return AlreadyExistsError("key '" + std::string(name) + "' exists");
+  LOCKBOX_ASSIGN_OR_RETURN(auto version, impl_->NewVersion(1));
+  auto k = std::make_shared<KeyEntry>();
+  k->name = std::string(name);
+  k->latest_version = 1;
+  k->created = k->updated = version->created;
+  k->versions.push_back(version);
+  LOCKBOX_RETURN_IF_ERROR(impl_->store.Commit([&](store::Transaction& tx) -> Status {
+    LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *k));
+    return Impl::SaveVersion(tx, k->name, *version);
+  }));
+  impl_->Publish(std::move(k));
+  return Status::Ok();
+}
+
+StatusOr<KeyMetadata> Keyring::ReadKey(std::string_view name) const {
+  auto k = impl_->Find(name);
+  if (!k) return KeyNotFound(name);
+  KeyMetadata m;
+  m.name = k->name;
+  m.state = k->state();
+  m.latest_version = k->latest_version;
+  m.min_decryption_version = k->min_decryption_version;
+  m.min_encryption_version = k->min_encryption_version;
+  m.deletion_time = k->deletion_time;
+  m.created = k->created;
+  m.updated = k->updated;
+  for (const auto& v : k->versions) m.versions.push_back({v->version, v->created});
+  return m;
+}
+
+std::vector<std::string> Keyring::ListKeys() const {
+  std::vector<std::string> names;
+  {
+    std::shared_lock lock(impl_->keys_mu);
+    for (const auto& [name, k] : impl_->keys) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Status Keyring::RotateKey(std::string_view name) {
+  std::lock_guard admin(impl_->admin_mu);
+  auto current = impl_->Find(name);
+  if (!current) return KeyNotFound(name);
+  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*current));
+  LOCKBOX_ASSIGN_OR_RETURN(auto version, impl_->NewVersion(current->latest_version + 1));
+  auto next = std::make_shared<KeyEntry>(*current);
+  next->latest_version = version->version;
+  next->updated = version->created;
+  next->versions.push_back(version);
+  LOCKBOX_RETURN_IF_ERROR(impl_->store.Commit([&](store::Transaction& tx) -> Status {
+    LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *next));
+    return Impl::SaveVersion(tx, next->name, *version);
+  }));
+  impl_->Publish(std::move(next));
+  return Status::Ok();
+}
+
+Status Keyring::SetMinVersions(std::string_view name, std::uint32_t min_decryption_version,
+                               std::uint32_t min_encryption_version) {
+  return impl_->Change(name, [&](KeyEntry& k) -> Status {
+    if (min_decryption_version < 1 || min_decryption_version > k.latest_version) {
+      return InvalidArgumentError(
+          "min_decryption_version must be between 1 and the latest version");
+    }
+    if (min_encryption_version > k.latest_version) {
+      return InvalidArgumentError("min_encryption_version cannot be above the latest version");
+    }
+    if (min_encryption_version != 0 && min_encryption_version < min_decryption_version) {
+      return InvalidArgumentError("min_encryption_version cannot be below min_decryption_version");
+    }
+    k.min_decryption_version = min_decryption_version;
+    k.min_encryption_version = min_encryption_version;
+    return Status::Ok();
+  });
+}
+
+Status Keyring::SetEnabled(std::string_view name, bool enabled) {
+  return impl_->Change(name, [&](KeyEntry& k) -> Status {
+    if (k.deletion_time) {
+      return FailedPreconditionError("key '" + k.name + "' is scheduled for deletion");
+    }
+    k.enabled = enabled;
+    return Status::Ok();
+  });
+}
+
+Status Keyring::ScheduleDeletion(std::string_view name, std::optional<std::chrono::seconds> wait) {
+  const auto delay = wait.value_or(impl_->options.default_deletion_wait);
+  if (delay < impl_->options.min_deletion_wait) {
+    return InvalidArgumentError("deletion waiting period is shorter than the minimum of " +
+                                std::to_string(impl_->options.min_deletion_wait.count()) + "s");
+  }
+  return impl_->Change(name, [&](KeyEntry& k) -> Status {
+    if (k.deletion_time) {
+      return FailedPreconditionError("key '" + k.name + "' is already scheduled for deletion");
+    }
+    k.deletion_time = impl_->options.clock() + delay;
+    return Status::Ok();
+  });
+}
+
+Status Keyring::CancelDeletion(std::string_view name) {
+  return impl_->Change(name, [&](KeyEntry& k) -> Status {
+    if (!k.deletion_time) {
+      return FailedPreconditionError("key '" + k.name + "' is not scheduled for deletion");
+    }
+    k.deletion_time.reset();
+    return Status::Ok();
+  });
+}
+
+Status Keyring::DestroyKey(std::string_view name) {
+  std::lock_guard admin(impl_->admin_mu);
+  auto k = impl_->Find(name);
+  if (!k) return KeyNotFound(name);
+  if (!k->deletion_time || impl_->options.clock() < *k->deletion_time) {
+    return FailedPreconditionError("key '" + k->name + "' is not due for destruction");
+  }
+  // Crypto-shredding: the wrapped KEKs are the only way back to the DEKs. secure_delete keeps
+  // their bytes out of the database's free pages.
+  LOCKBOX_RETURN_IF_ERROR(impl_->store.Commit([&](store::Transaction& tx) -> Status {
+    LOCKBOX_RETURN_IF_ERROR(
+        tx.Execute("DELETE FROM keyring_versions WHERE name = ?", {k->name}).status());
+    return tx.Execute("DELETE FROM keyring_keys WHERE name = ?", {k->name}).status();
+  }));
+  {
+    std::unique_lock lock(impl_->keys_mu);
+    impl_->keys.erase(k->name);
+  }
+  impl_->cache.EvictKey(k->name);
+  for (const auto& v : k->versions) {
+    std::lock_guard lock(v->kek_mu);
+    if (v->kek && v->kek->generation == impl_->hsm.generation()) {
+      // A failure leaves only a session object, which dies with the HSM session anyway; the
+      // wrapped KEK is already gone, so it can never be recreated.
+      (void)impl_->hsm.DestroyObject(*v->kek);
+    }
+    v->kek.reset();
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<std::string>> Keyring::DestroyDueKeys() {
+  std::vector<std::string> due;
+  const auto now = impl_->options.clock();
+  {
+    std::shared_lock lock(impl_->keys_mu);
+    for (const auto& [name, k] : impl_->keys) {
+      if (k->deletion_time && *k->deletion_time <= now) due.push_back(name);
+    }
+  }
+  std::sort(due.begin(), due.end());
+  for (const auto& name : due) LOCKBOX_RETURN_IF_ERROR(DestroyKey(name));
+  return due;
+}
+
+StatusOr<std::string> Keyring::Encrypt(std::string_view name,
+                                       std::span<const std::uint8_t> plaintext,
+                                       std::span<const std::uint8_t> context,
+                                       std::uint32_t key_version) {
+  auto k = impl_->Find(name);
+  if (!k) return KeyNotFound(name);
+  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+  std::uint32_t version = k->latest_version;
+  if (key_version != 0) {
+    if (key_version > k->latest_version) {
+      return InvalidArgumentError("requested key version does not exist");
+    }
+    if (key_version < k->min_decryption_version || key_version < k->min_encryption_version) {
+      return FailedPreconditionError(
+          "requested version for encryption is less than the minimum "
+          "encryption key version");
+    }
+    version = key_version;
+  }
+  LOCKBOX_ASSIGN_OR_RETURN(CachedDek dek, impl_->EncryptionDek(*k, version));
+  Envelope env;
+  env.key_version = version;
+  env.wrapped_dek = std::move(dek.wrapped);
+  env.nonce = crypto::RandomVector(crypto::kAesGcmNonceSize);
+  LOCKBOX_ASSIGN_OR_RETURN(env.sealed,
+                           crypto::AesGcmSeal(dek.key->span(), env.nonce,
+                                              DataAad(env.format, k->name, context), plaintext));
+  return EncodeEnvelope(env);
+}
+
+StatusOr<crypto::SecureBuffer> Keyring::Decrypt(std::string_view name, std::string_view ciphertext,
+                                                std::span<const std::uint8_t> context) {
+  auto k = impl_->Find(name);
+  if (!k) return KeyNotFound(name);
+  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+  LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
+  LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
+  LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
+  auto plaintext =
+      crypto::AesGcmOpen(dek->span(), env.nonce, DataAad(env.format, k->name, context), env.sealed);
+  if (!plaintext.ok()) return AsInvalidCiphertext(plaintext.status());
+  return std::move(*plaintext);
+}
+
+StatusOr<std::string> Keyring::Rewrap(std::string_view name, std::string_view ciphertext,
+                                      std::span<const std::uint8_t> context) {
+  auto k = impl_->Find(name);
+  if (!k) return KeyNotFound(name);
+  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+  LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
+  LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
+  LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
+  // The DEK alone cannot prove the context: check the data's tag before vouching for it, so a
+  // rewrap never launders a ciphertext that would not decrypt. The plaintext is dropped unread.
+  auto check =
+      crypto::AesGcmOpen(dek->span(), env.nonce, DataAad(env.format, k->name, context), env.sealed);
+  if (!check.ok()) return AsInvalidCiphertext(check.status());
+  LOCKBOX_ASSIGN_OR_RETURN(env.wrapped_dek, impl_->WrapDek(*k, k->latest_version, *dek));
+  env.key_version = k->latest_version;
+  return EncodeEnvelope(env);
+}
+
+StatusOr<DataKey> Keyring::GenerateDataKey(std::string_view name, bool include_plaintext,
+                                           std::span<const std::uint8_t> context,
+                                           std::uint32_t bits) {
+  if (bits != 128 && bits != 256 && bits != 512) {
+    return InvalidArgumentError("bits must be 128, 256 or 512");
+  }
+  crypto::SecureBuffer key = crypto::RandomSecret(bits / 8);
+  DataKey out;
+  LOCKBOX_ASSIGN_OR_RETURN(out.ciphertext, Encrypt(name, key.span(), context));
+  if (include_plaintext) out.plaintext = std::move(key);
+  return out;
+}
+
+const DekCache& Keyring::dek_cache() const { return impl_->cache; }
+
+}  // namespace lockbox::keyring

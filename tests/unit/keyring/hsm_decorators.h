@@ -1,0 +1,112 @@
+// Test decorators around the real HSM and store: count calls and inject outages.
+#pragma once
+
+#include <atomic>
+
+#include <nlohmann/json.hpp>
+
+#include "hsm/hsm.h"
+#include "server/store/store.h"
+
+namespace lockbox::testing {
+
+// Forwards to a real Hsm, counting the calls that matter to the keyring and failing every call
+// with UNAVAILABLE while `down` is set (the module went away).
+class CountingHsm : public hsm::Hsm {
+ public:
+  explicit CountingHsm(hsm::Hsm& inner) : inner_(inner) {}
+
+  std::atomic<int> wraps{0}, unwraps{0}, kek_unwraps{0}, kek_generations{0};
+  std::atomic<bool> down{false};
+
+  std::uint64_t generation() const override { return inner_.generation(); }
+  StatusOr<hsm::KeyHandle> GenerateMasterKey(std::string_view label) override {
+    if (down) return Down();
+    return inner_.GenerateMasterKey(label);
+  }
+  StatusOr<hsm::KeyHandle> FindSecretKey(std::string_view label) override {
+    if (down) return Down();
+    return inner_.FindSecretKey(label);
+  }
+  StatusOr<std::vector<std::uint8_t>> GenerateWrappedKey(const hsm::KeyHandle& k) override {
+    if (down) return Down();
+    ++kek_generations;
+    return inner_.GenerateWrappedKey(k);
+  }
+  StatusOr<hsm::KeyHandle> UnwrapKey(const hsm::KeyHandle& k,
+                                     std::span<const std::uint8_t> wrapped) override {
+    if (down) return Down();
+    ++kek_unwraps;
+    return inner_.UnwrapKey(k, wrapped);
+  }
+  StatusOr<std::vector<std::uint8_t>> WrapData(const hsm::KeyHandle& k,
+                                               std::span<const std::uint8_t> data,
+                                               std::span<const std::uint8_t> aad) override {
+    if (down) return Down();
+    ++wraps;
+    return inner_.WrapData(k, data, aad);
+  }
+  StatusOr<crypto::SecureBuffer> UnwrapData(const hsm::KeyHandle& k,
+                                            std::span<const std::uint8_t> wrapped,
+                                            std::span<const std::uint8_t> aad) override {
+    if (down) return Down();
+    ++unwraps;
+    return inner_.UnwrapData(k, wrapped, aad);
+  }
+  StatusOr<hsm::SigningKey> GenerateSigningKey(hsm::SigningAlgorithm a,
+                                               std::string_view label) override {
+    if (down) return Down();
+    return inner_.GenerateSigningKey(a, label);
+  }
+  StatusOr<hsm::SigningKey> FindSigningKey(std::string_view label) override {
+    if (down) return Down();
+    return inner_.FindSigningKey(label);
+  }
+  StatusOr<std::vector<std::uint8_t>> Sign(const hsm::SigningKey& k,
+                                           std::span<const std::uint8_t> m) override {
+    if (down) return Down();
+    return inner_.Sign(k, m);
+  }
+  StatusOr<nlohmann::json> PublicJwk(const hsm::SigningKey& k) override {
+    if (down) return Down();
+    return inner_.PublicJwk(k);
+  }
+  Status DestroyObject(const hsm::KeyHandle& k) override {
+    if (down) return Down();
+    return inner_.DestroyObject(k);
+  }
+  StatusOr<std::size_t> DestroyObjectsByLabel(std::string_view label) override {
+    if (down) return Down();
+    return inner_.DestroyObjectsByLabel(label);
+  }
+  StatusOr<hsm::KeyAttributes> GetAttributes(const hsm::KeyHandle& k) override {
+    if (down) return Down();
+    return inner_.GetAttributes(k);
+  }
+
+ private:
+  static Status Down() { return UnavailableError("C_Encrypt: CKR_DEVICE_REMOVED"); }
+  hsm::Hsm& inner_;
+};
+
+// Forwards to a real store; while `fail_commits` is set every Commit fails as a full disk would.
+class FlakyStore : public store::Store {
+ public:
+  explicit FlakyStore(store::Store& inner) : inner_(inner) {}
+  std::atomic<bool> fail_commits{false};
+
+  Status Migrate(const std::vector<store::Migration>& m) override { return inner_.Migrate(m); }
+  Status Commit(store::UnitOfWork unit) override {
+    if (fail_commits) return UnavailableError("store: database or disk is full");
+    return inner_.Commit(std::move(unit));
+  }
+  Status Read(const std::function<Status(store::Transaction&)>& reader) override {
+    return inner_.Read(reader);
+  }
+  store::CommitStats stats() const override { return inner_.stats(); }
+
+ private:
+  store::Store& inner_;
+};
+
+}  // namespace lockbox::testing
