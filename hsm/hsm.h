@@ -10,10 +10,16 @@
 // Errors: every CKR_* becomes a Status whose message names the function and the CKR constant
 // (e.g. "C_UnwrapKey: CKR_WRAPPED_KEY_INVALID"); never key bytes. Device-level failures map to
 // UNAVAILABLE, bad PIN to UNAUTHENTICATED, bad handles to NOT_FOUND, bad wrapped data to DATA_LOSS.
+// The CKR_* names and the mapping are in hsm/ckr.h (CkrName, CkrStatusCode, CkrToStatus).
 // Thread safety: all methods are thread-safe. Operations borrow a session from a bounded pool
-// (a session is used by one thread at a time); on CKR_SESSION_HANDLE_INVALID,
-// CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_ERROR or CKR_TOKEN_NOT_PRESENT the pool re-opens the session
-// (re-initialising the module and logging in again where needed) and retries the call once.
+// (max_sessions; a session is used by one thread at a time, callers wait when all are busy).
+// On CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED or CKR_USER_NOT_LOGGED_IN the session is
+// re-opened (and logged in) and the call retried once; on CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED,
+// CKR_TOKEN_NOT_PRESENT or CKR_CRYPTOKI_NOT_INITIALIZED the module is re-initialised
+// (C_Finalize + C_Initialize, shared by every Hsm on that module path in the process), the
+// token found and logged in again, generation() bumped, and the call retried once.
+// Session objects (unwrapped KEKs) are created in one long-lived "owner" session, so they live
+// as long as the Hsm (or until that session is lost), not as long as a pool session.
 #pragma once
 
 #include <cstddef>
@@ -46,8 +52,13 @@ struct HsmConfig {
 StatusOr<crypto::SecureBuffer> ReadPinFile(const std::string& path);
 
 // A key object inside the HSM. `generation` is the HSM's generation when the handle was made:
-// session objects die when the module is re-initialised, so a handle from an older generation is
-// stale and must be re-created (Hsm::generation()).
+// session objects die when the module is re-initialised (or the owner session is lost), and
+// token-object handles change, so a handle from an older generation is stale (Hsm::generation()).
+// The Hsm that issued a handle remembers how to re-create it (token keys: class + label; KEKs:
+// wrapping key + wrapped bytes) and re-resolves a stale handle transparently on its next use, so
+// callers may keep handles across a generation bump. A stale handle the Hsm cannot re-create
+// (not issued by it, or destroyed) gives FAILED_PRECONDITION; re-creating it yourself after a
+// bump (FindSecretKey / UnwrapKey again) is always fine. DestroyObject forgets the recipe.
 struct KeyHandle {
   unsigned long object = 0;
   std::uint64_t generation = 0;
@@ -97,10 +108,11 @@ class Hsm {
 
   // --- KEKs ---
   // Generates an AES-256 KEK inside the HSM and returns it wrapped by `wrapping_key`
-  // (CKM_AES_KEY_WRAP_PAD). The transient KEK object is destroyed before returning.
+  // (CKM_AES_KEY_WRAP_PAD, RFC 5649; CKM_AES_KEY_WRAP if the module lacks it): 40 bytes.
+  // The transient KEK object is destroyed before returning.
   virtual StatusOr<std::vector<std::uint8_t>> GenerateWrappedKey(const KeyHandle& wrapping_key) = 0;
-  // Unwraps a KEK as a sensitive, non-extractable session object with CKA_ENCRYPT/CKA_DECRYPT.
-  // Tampered or foreign wrapped bytes → DATA_LOSS.
+  // Unwraps a KEK as a sensitive, non-extractable session object with CKA_ENCRYPT/CKA_DECRYPT
+  // (only; no wrap/unwrap/sign). Tampered, foreign or wrong-length wrapped bytes → DATA_LOSS.
   virtual StatusOr<KeyHandle> UnwrapKey(const KeyHandle& wrapping_key,
                                         std::span<const std::uint8_t> wrapped) = 0;
 
@@ -114,7 +126,9 @@ class Hsm {
                                                     std::span<const std::uint8_t> wrapped,
                                                     std::span<const std::uint8_t> aad) = 0;
 
-  // --- Signing keys (token objects; private half sensitive and non-extractable) ---
+  // --- Signing keys (token objects; private half sensitive, non-extractable, CKA_SIGN only;
+  // public half CKA_VERIFY; both share CKA_LABEL and CKA_ID = label). ALREADY_EXISTS if a private
+  // key with the label exists. FindSigningKey takes the algorithm from CKA_KEY_TYPE. ---
   virtual StatusOr<SigningKey> GenerateSigningKey(SigningAlgorithm algorithm,
                                                   std::string_view label) = 0;
   virtual StatusOr<SigningKey> FindSigningKey(std::string_view label) = 0;
@@ -123,13 +137,16 @@ class Hsm {
   virtual StatusOr<std::vector<std::uint8_t>> Sign(const SigningKey& key,
                                                    std::span<const std::uint8_t> message) = 0;
   // Public key as a JWK (RFC 7517/7518/8037): {"kty":"EC","crv":"P-256","x","y"} or
-  // {"kty":"OKP","crv":"Ed25519","x"}; "kid" is the label.
+  // {"kty":"OKP","crv":"Ed25519","x"}; "kid" is the label, "alg" ES256/EdDSA, "use":"sig".
+  // (Callers need <nlohmann/json.hpp>.)
   virtual StatusOr<nlohmann::json> PublicJwk(const SigningKey& key) = 0;
 
   // --- Objects ---
   virtual Status DestroyObject(const KeyHandle& key) = 0;
   // Destroys every object (token or session) with this label. Returns how many were destroyed.
   virtual StatusOr<std::size_t> DestroyObjectsByLabel(std::string_view label) = 0;
+  // Attributes that do not apply to the object's class (e.g. CKA_SENSITIVE of a public key) read
+  // as false.
   virtual StatusOr<KeyAttributes> GetAttributes(const KeyHandle& key) = 0;
 };
 
