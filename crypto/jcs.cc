@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <string>
 #include <utility>
@@ -14,6 +15,9 @@ namespace lockbox::crypto {
 namespace {
 
 using Json = nlohmann::json;
+
+// Longest SerializeJcsNumber output: "-0.00000" + 17 digits is 25 characters.
+constexpr std::size_t kNumberBufferSize = 32;
 
 // Decodes one UTF-8 scalar value starting at s[i]; advances i. Returns false for any ill-formed
 // sequence (overlong forms, surrogates, values above U+10FFFF, truncation).
@@ -52,96 +56,267 @@ Status ValidateUtf8(std::string_view s) {
   std::size_t i = 0;
   char32_t cp = 0;
   while (i < s.size()) {
-    if (!DecodeUtf8(s, i, cp)) return InvalidArgumentError("JSON string is not valid UTF-8");
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+    } else if (!DecodeUtf8(s, i, cp)) {
+      return InvalidArgumentError("JSON string is not valid UTF-8");
+    }
   }
   return Status::Ok();
 }
 
-// Property-name sort key: the UTF-16 code units of the name (RFC 8785 §3.2.3).
-StatusOr<std::u16string> ToUtf16(std::string_view s) {
-  std::u16string out;
-  out.reserve(s.size());
-  std::size_t i = 0;
-  char32_t cp = 0;
-  while (i < s.size()) {
-    if (!DecodeUtf8(s, i, cp)) return InvalidArgumentError("JSON member name is not valid UTF-8");
-    if (cp >= 0x10000) {
-      const char32_t v = cp - 0x10000;
-      out.push_back(static_cast<char16_t>(0xD800 + (v >> 10)));
-      out.push_back(static_cast<char16_t>(0xDC00 + (v & 0x3FF)));
-    } else {
-      out.push_back(static_cast<char16_t>(cp));
+// Sort rank of a code point such that comparing ranks orders code points as their UTF-16 code
+// units compare (RFC 8785 §3.2.3): U+10000.. (high surrogate D800..DBFF first) sorts between
+// U+D7FF and U+E000.
+std::uint32_t Utf16Rank(char32_t cp) {
+  if (cp >= 0x10000) return 0xD800 + static_cast<std::uint32_t>(cp - 0x10000);
+  if (cp >= 0xE000) return static_cast<std::uint32_t>(cp) + 0x100000;
+  return static_cast<std::uint32_t>(cp);
+}
+
+int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Next code point of a string that is valid UTF-8 (`escaped` false) or the validated body of a
+// canonical JSON string literal (`escaped` true: its escapes are decoded).
+char32_t NextCodePoint(std::string_view s, std::size_t& i, bool escaped) {
+  const auto b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80) {
+    if (!escaped || b != '\\') {
+      ++i;
+      return b;
+    }
+    const char e = s[i + 1];
+    i += 2;
+    switch (e) {
+      case 'b':
+        return '\b';
+      case 'f':
+        return '\f';
+      case 'n':
+        return '\n';
+      case 'r':
+        return '\r';
+      case 't':
+        return '\t';
+      case 'u': {
+        char32_t v = 0;
+        for (int k = 0; k < 4; ++k) v = (v << 4) | static_cast<char32_t>(HexDigitValue(s[i + k]));
+        i += 4;
+        return v;
+      }
+      default:
+        return static_cast<unsigned char>(e);  // '"' or '\\'
     }
   }
-  return out;
+  char32_t cp = 0;
+  if (!DecodeUtf8(s, i, cp)) {
+    ++i;  // unreachable for validated input; keeps the loop finite
+    return 0xFFFD;
+  }
+  return cp;
+}
+
+// Compares two strings by their UTF-16 code units: <0, 0, >0.
+int CompareUtf16(std::string_view a, std::string_view b, bool escaped) {
+  std::size_t i = 0;
+  std::size_t j = 0;
+  while (i < a.size() && j < b.size()) {
+    const auto ca = static_cast<unsigned char>(a[i]);
+    const auto cb = static_cast<unsigned char>(b[j]);
+    if (ca == cb && ca < 0x80 && (!escaped || ca != '\\')) {  // common ASCII prefix
+      ++i, ++j;
+      continue;
+    }
+    const std::uint32_t ra = Utf16Rank(NextCodePoint(a, i, escaped));
+    const std::uint32_t rb = Utf16Rank(NextCodePoint(b, j, escaped));
+    if (ra != rb) return ra < rb ? -1 : 1;
+  }
+  if (i < a.size()) return 1;
+  if (j < b.size()) return -1;
+  return 0;
 }
 
 // RFC 8785 §3.2.2.2 string serialisation. The input must already be valid UTF-8.
 void AppendString(std::string_view s, std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
+  std::size_t run = 0;  // start of the pending run of characters written as they are
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto u = static_cast<unsigned char>(s[i]);
+    if (u >= 0x20 && u != '"' && u != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (u) {
       case '"':
-        out += "\\\"";
+        out.append("\\\"", 2);
         break;
       case '\\':
-        out += "\\\\";
+        out.append("\\\\", 2);
         break;
       case '\b':
-        out += "\\b";
+        out.append("\\b", 2);
         break;
       case '\f':
-        out += "\\f";
+        out.append("\\f", 2);
         break;
       case '\n':
-        out += "\\n";
+        out.append("\\n", 2);
         break;
       case '\r':
-        out += "\\r";
+        out.append("\\r", 2);
         break;
       case '\t':
-        out += "\\t";
+        out.append("\\t", 2);
         break;
-      default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[u >> 4]);
-          out.push_back(kHex[u & 0xF]);
-        } else {
-          out.push_back(c);
-        }
+      default: {
+        const char esc[6] = {'\\', 'u', '0', '0', kHex[u >> 4], kHex[u & 0xF]};
+        out.append(esc, sizeof(esc));
+      }
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out.push_back('"');
+}
+
+// ECMAScript Number::toString of a finite double into `buf` (kNumberBufferSize bytes); returns
+// the length, 0 for NaN/Infinity or a formatting failure.
+std::size_t FormatNumber(double value, char* buf) {
+  if (!std::isfinite(value)) return 0;
+  char* out = buf;
+  if (value == 0) {  // also -0 (ECMAScript ToString(-0) is "0")
+    *out = '0';
+    return 1;
+  }
+  if (value < 0) {
+    *out++ = '-';
+    value = -value;
+  }
+  // Shortest round-trip digits (the unique shortest, closest to the value, as ECMAScript
+  // Number::toString step 5 and its Note 2 require), in the form d[.ddd]e±x.
+  char sci[64];
+  const auto res = std::to_chars(sci, sci + sizeof(sci), value, std::chars_format::scientific);
+  if (res.ec != std::errc()) return 0;
+  char digits[32];
+  int k = 0;  // number of significant digits
+  const char* p = sci;
+  for (; p < res.ptr && *p != 'e'; ++p) {
+    if (*p != '.') {
+      if (k >= static_cast<int>(sizeof(digits))) return 0;
+      digits[k++] = *p;
+    }
+  }
+  if (p == res.ptr || k == 0) return 0;
+  ++p;  // 'e'
+  if (p < res.ptr && *p == '+') ++p;
+  int exp10 = 0;
+  const auto exp_res = std::from_chars(p, res.ptr, exp10);
+  if (exp_res.ec != std::errc() || exp_res.ptr != res.ptr) return 0;
+
+  // ECMAScript: value = 0.digits × 10^n, k digits.
+  const int n = exp10 + 1;
+  const auto put = [&](const char* s, int len) {
+    std::memcpy(out, s, static_cast<std::size_t>(len));
+    out += len;
+  };
+  const auto zeros = [&](int len) {
+    std::memset(out, '0', static_cast<std::size_t>(len));
+    out += len;
+  };
+  if (k <= n && n <= 21) {
+    put(digits, k);
+    zeros(n - k);
+  } else if (0 < n && n <= 21) {
+    put(digits, n);
+    *out++ = '.';
+    put(digits + n, k - n);
+  } else if (-6 < n && n <= 0) {
+    put("0.", 2);
+    zeros(-n);
+    put(digits, k);
+  } else {
+    *out++ = digits[0];
+    if (k > 1) {
+      *out++ = '.';
+      put(digits + 1, k - 1);
+    }
+    *out++ = 'e';
+    *out++ = n - 1 >= 0 ? '+' : '-';
+    const int e = n - 1 >= 0 ? n - 1 : 1 - n;
+    const auto r = std::to_chars(out, buf + kNumberBufferSize, e);
+    if (r.ec != std::errc()) return 0;
+    out = r.ptr;
+  }
+  return static_cast<std::size_t>(out - buf);
+}
+
+// Integers of magnitude up to 2^53 are exact doubles below 10^21, which ECMAScript prints as
+// plain decimal integers: print them directly.
+constexpr std::uint64_t kMaxExactInteger = std::uint64_t{1} << 53;
+
+template <typename Int>
+void AppendInteger(Int value, std::string& out) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), value);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+// True if some member name may sort differently by UTF-16 code units than by UTF-8 bytes (the
+// order nlohmann's std::map keeps): only names with U+E000..U+FFFF or U+10000.. can.
+bool MapOrderMayDiffer(const Json& object) {
+  for (auto it = object.cbegin(); it != object.cend(); ++it) {
+    for (const char c : it.key()) {
+      if (static_cast<unsigned char>(c) >= 0xEE) return true;
+    }
+  }
+  return false;
+}
+
+Status Append(const Json& v, std::size_t depth, std::string& out);
+
+Status AppendMember(const std::string& key, const Json& value, std::size_t depth, bool first,
+                    std::string& out) {
+  if (!first) out.push_back(',');
+  AppendString(key, out);
+  out.push_back(':');
+  return Append(value, depth + 1, out);
 }
 
 Status Append(const Json& v, std::size_t depth, std::string& out) {
   switch (v.type()) {
     case Json::value_t::null:
-      out += "null";
+      out.append("null", 4);
       return Status::Ok();
     case Json::value_t::boolean:
-      out += v.get<bool>() ? "true" : "false";
+      if (v.get<bool>()) {
+        out.append("true", 4);
+      } else {
+        out.append("false", 5);
+      }
       return Status::Ok();
     case Json::value_t::number_integer: {
-      LOCKBOX_ASSIGN_OR_RETURN(std::string n,
-                               SerializeJcsNumber(static_cast<double>(v.get<std::int64_t>())));
-      out += n;
-      return Status::Ok();
+      const auto i = v.get<std::int64_t>();
+      if (i >= -static_cast<std::int64_t>(kMaxExactInteger) &&
+          i <= static_cast<std::int64_t>(kMaxExactInteger)) {
+        AppendInteger(i, out);
+        return Status::Ok();
+      }
+      return AppendJcsNumber(static_cast<double>(i), out);
     }
     case Json::value_t::number_unsigned: {
-      LOCKBOX_ASSIGN_OR_RETURN(std::string n,
-                               SerializeJcsNumber(static_cast<double>(v.get<std::uint64_t>())));
-      out += n;
-      return Status::Ok();
+      const auto u = v.get<std::uint64_t>();
+      if (u <= kMaxExactInteger) {
+        AppendInteger(u, out);
+        return Status::Ok();
+      }
+      return AppendJcsNumber(static_cast<double>(u), out);
     }
-    case Json::value_t::number_float: {
-      LOCKBOX_ASSIGN_OR_RETURN(std::string n, SerializeJcsNumber(v.get<double>()));
-      out += n;
-      return Status::Ok();
-    }
+    case Json::value_t::number_float:
+      return AppendJcsNumber(v.get<double>(), out);
     case Json::value_t::string: {
       const auto& s = v.get_ref<const std::string&>();
       LOCKBOX_RETURN_IF_ERROR(ValidateUtf8(s));
@@ -162,22 +337,30 @@ Status Append(const Json& v, std::size_t depth, std::string& out) {
     }
     case Json::value_t::object: {
       if (depth >= kMaxJcsDepth) return InvalidArgumentError("JSON nested too deeply");
-      std::vector<std::pair<std::u16string, Json::const_iterator>> members;
-      members.reserve(v.size());
       for (auto it = v.cbegin(); it != v.cend(); ++it) {
-        LOCKBOX_ASSIGN_OR_RETURN(std::u16string key, ToUtf16(it.key()));
-        members.emplace_back(std::move(key), it);
+        if (!ValidateUtf8(it.key()).ok()) {
+          return InvalidArgumentError("JSON member name is not valid UTF-8");
+        }
       }
-      std::sort(members.begin(), members.end(),
-                [](const auto& a, const auto& b) { return a.first < b.first; });
       out.push_back('{');
       bool first = true;
-      for (const auto& [key16, it] : members) {
-        if (!first) out.push_back(',');
-        first = false;
-        AppendString(it.key(), out);
-        out.push_back(':');
-        LOCKBOX_RETURN_IF_ERROR(Append(it.value(), depth + 1, out));
+      if (!MapOrderMayDiffer(v)) {
+        // The map's byte order is code point order, which is UTF-16 order for these names.
+        for (auto it = v.cbegin(); it != v.cend(); ++it) {
+          LOCKBOX_RETURN_IF_ERROR(AppendMember(it.key(), it.value(), depth, first, out));
+          first = false;
+        }
+      } else {
+        std::vector<Json::const_iterator> members;
+        members.reserve(v.size());
+        for (auto it = v.cbegin(); it != v.cend(); ++it) members.push_back(it);
+        std::sort(members.begin(), members.end(), [](const auto& a, const auto& b) {
+          return CompareUtf16(a.key(), b.key(), /*escaped=*/false) < 0;
+        });
+        for (const auto& it : members) {
+          LOCKBOX_RETURN_IF_ERROR(AppendMember(it.key(), it.value(), depth, first, out));
+          first = false;
+        }
       }
       out.push_back('}');
       return Status::Ok();
@@ -190,59 +373,214 @@ Status Append(const Json& v, std::size_t depth, std::string& out) {
   return InvalidArgumentError("unknown JSON value type");
 }
 
+// One-pass check that a text is canonical (IsCanonicalJson). Every rule mirrors what Append
+// would write for the value the text denotes.
+class CanonicalChecker {
+ public:
+  explicit CanonicalChecker(std::string_view text) : s_(text) {}
+
+  bool Check(std::vector<JcsMember>* members) {
+    if (!Value(0, members)) return false;
+    return pos_ == s_.size();
+  }
+
+ private:
+  bool Value(std::size_t depth, std::vector<JcsMember>* members) {
+    if (pos_ >= s_.size()) return false;
+    switch (s_[pos_]) {
+      case '{':
+        return Object(depth, members);
+      case '[':
+        return Array(depth);
+      case '"':
+        return String();
+      case 't':
+        return Literal("true");
+      case 'f':
+        return Literal("false");
+      case 'n':
+        return Literal("null");
+      default:
+        return Number();
+    }
+  }
+
+  bool Literal(std::string_view word) {
+    if (s_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  // Canonical strings: raw valid UTF-8 except '"', '\\' and controls, which are written as
+  // \" \\ \b \f \n \r \t or \u00xx (lower-case hex, only for the other controls).
+  bool String() {
+    const std::size_t n = s_.size();
+    std::size_t i = pos_ + 1;
+    while (true) {
+      while (i < n) {
+        const auto c = static_cast<unsigned char>(s_[i]);
+        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
+        ++i;
+      }
+      if (i >= n) return false;
+      const auto c = static_cast<unsigned char>(s_[i]);
+      if (c == '"') {
+        pos_ = i + 1;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c == '\\') {
+        if (n - i < 2) return false;
+        switch (s_[i + 1]) {
+          case '"':
+          case '\\':
+          case 'b':
+          case 'f':
+          case 'n':
+          case 'r':
+          case 't':
+            i += 2;
+            continue;
+          case 'u': {
+            if (n - i < 6 || s_[i + 2] != '0' || s_[i + 3] != '0') return false;
+            const char h = s_[i + 4];
+            const char l = s_[i + 5];
+            if ((h != '0' && h != '1') || !((l >= '0' && l <= '9') || (l >= 'a' && l <= 'f'))) {
+              return false;
+            }
+            const int v = (h - '0') * 16 + HexDigitValue(l);
+            if (v == '\b' || v == '\t' || v == '\n' || v == '\f' || v == '\r') return false;
+            i += 6;
+            continue;
+          }
+          default:
+            return false;
+        }
+      }
+      char32_t cp = 0;
+      if (!DecodeUtf8(s_, i, cp)) return false;
+    }
+  }
+
+  static bool IsNumberChar(char c) {
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+  }
+  static bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+  // A canonical number is exactly AppendJcsNumber of the double it denotes.
+  bool Number() {
+    const std::size_t start = pos_;
+    while (pos_ < s_.size() && IsNumberChar(s_[pos_])) ++pos_;
+    const std::string_view token = s_.substr(start, pos_ - start);
+    if (token.empty()) return false;
+    // Fast path: an integer of at most 15 digits (below 2^53) is canonical iff it has no
+    // leading zero and is not "-0".
+    const std::size_t sign = token[0] == '-' ? 1 : 0;
+    const std::size_t ndigits = token.size() - sign;
+    if (ndigits >= 1 && ndigits <= 15 &&
+        std::all_of(token.begin() + static_cast<std::ptrdiff_t>(sign), token.end(), IsDigit)) {
+      return token[sign] != '0' || token.size() == 1;
+    }
+    double value = 0;
+    const auto res = std::from_chars(token.data(), token.data() + token.size(), value);
+    if (res.ec != std::errc() || res.ptr != token.data() + token.size()) return false;
+    char buf[kNumberBufferSize];
+    const std::size_t len = FormatNumber(value, buf);
+    return len != 0 && token == std::string_view(buf, len);
+  }
+
+  bool Array(std::size_t depth) {
+    if (depth >= kMaxJcsDepth) return false;
+    ++pos_;  // '['
+    if (pos_ < s_.size() && s_[pos_] == ']') {
+      ++pos_;
+      return true;
+    }
+    while (true) {
+      if (!Value(depth + 1, nullptr)) return false;
+      if (pos_ >= s_.size()) return false;
+      const char c = s_[pos_++];
+      if (c == ']') return true;
+      if (c != ',') return false;
+    }
+  }
+
+  bool Object(std::size_t depth, std::vector<JcsMember>* members) {
+    if (depth >= kMaxJcsDepth) return false;
+    ++pos_;  // '{'
+    if (pos_ < s_.size() && s_[pos_] == '}') {
+      ++pos_;
+      return true;
+    }
+    std::string_view previous;
+    bool first = true;
+    while (true) {
+      if (pos_ >= s_.size() || s_[pos_] != '"') return false;
+      const std::size_t name_start = pos_ + 1;
+      if (!String()) return false;
+      const std::string_view name = s_.substr(name_start, pos_ - 1 - name_start);
+      // Strictly ascending by UTF-16 code units: sorted, and no duplicate names.
+      if (!first && CompareUtf16(previous, name, /*escaped=*/true) >= 0) return false;
+      previous = name;
+      first = false;
+      if (pos_ >= s_.size() || s_[pos_] != ':') return false;
+      const std::size_t value_start = ++pos_;
+      if (!Value(depth + 1, nullptr)) return false;
+      if (members != nullptr) {
+        members->push_back({name, s_.substr(value_start, pos_ - value_start)});
+      }
+      if (pos_ >= s_.size()) return false;
+      const char c = s_[pos_++];
+      if (c == '}') return true;
+      if (c != ',') return false;
+    }
+  }
+
+  std::string_view s_;
+  std::size_t pos_ = 0;
+};
+
 }  // namespace
 
 StatusOr<std::string> SerializeJcsNumber(double value) {
-  if (!std::isfinite(value)) return InvalidArgumentError("NaN and Infinity are not valid JSON");
-  if (value == 0) return std::string("0");  // also -0 (ECMAScript ToString(-0) is "0")
   std::string out;
-  if (value < 0) {
-    out.push_back('-');
-    value = -value;
-  }
-  // Shortest round-trip digits (the unique shortest, closest to the value, as ECMAScript
-  // Number::toString step 5 and its Note 2 require), in the form d[.ddd]e±x.
-  char buf[64];
-  const auto res = std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::scientific);
-  if (res.ec != std::errc()) return InternalError("number formatting failed");
-  const std::string_view sci(buf, static_cast<std::size_t>(res.ptr - buf));
-  const std::size_t e_pos = sci.find('e');
-  if (e_pos == std::string_view::npos) return InternalError("unexpected number format");
-  std::string digits;
-  for (const char c : sci.substr(0, e_pos)) {
-    if (c != '.') digits.push_back(c);
-  }
-  int exp10 = 0;
-  std::string_view exp_text = sci.substr(e_pos + 1);
-  if (!exp_text.empty() && exp_text.front() == '+') exp_text.remove_prefix(1);
-  const auto exp_res = std::from_chars(exp_text.data(), exp_text.data() + exp_text.size(), exp10);
-  if (exp_res.ec != std::errc()) return InternalError("unexpected number exponent");
-
-  // ECMAScript: value = 0.digits × 10^n, k digits.
-  const int k = static_cast<int>(digits.size());
-  const int n = exp10 + 1;
-  if (k <= n && n <= 21) {
-    out += digits;
-    out.append(static_cast<std::size_t>(n - k), '0');
-  } else if (0 < n && n <= 21) {
-    out.append(digits, 0, static_cast<std::size_t>(n));
-    out.push_back('.');
-    out.append(digits, static_cast<std::size_t>(n));
-  } else if (-6 < n && n <= 0) {
-    out += "0.";
-    out.append(static_cast<std::size_t>(-n), '0');
-    out += digits;
-  } else {
-    out.push_back(digits[0]);
-    if (k > 1) {
-      out.push_back('.');
-      out.append(digits, 1);
-    }
-    out.push_back('e');
-    out.push_back(n - 1 >= 0 ? '+' : '-');
-    out += std::to_string(n - 1 >= 0 ? n - 1 : 1 - n);
-  }
+  LOCKBOX_RETURN_IF_ERROR(AppendJcsNumber(value, out));
   return out;
+}
+
+Status AppendJcsNumber(double value, std::string& out) {
+  if (!std::isfinite(value)) return InvalidArgumentError("NaN and Infinity are not valid JSON");
+  char buf[kNumberBufferSize];
+  const std::size_t len = FormatNumber(value, buf);
+  if (len == 0) return InternalError("number formatting failed");
+  out.append(buf, len);
+  return Status::Ok();
+}
+
+bool IsCanonicalJson(std::string_view text, std::vector<JcsMember>* members) {
+  if (members != nullptr) members->clear();
+  CanonicalChecker checker(text);
+  if (checker.Check(members)) return true;
+  if (members != nullptr) members->clear();
+  return false;
+}
+
+void AppendJcsStringValue(std::string_view literal, std::string& out) {
+  if (literal.size() < 2) return;
+  const std::string_view body = literal.substr(1, literal.size() - 2);
+  if (body.find('\\') == std::string_view::npos) {
+    out.append(body);
+    return;
+  }
+  std::size_t i = 0;
+  while (i < body.size()) {
+    const auto c = static_cast<unsigned char>(body[i]);
+    if (c >= 0x80 || c != '\\') {
+      out.push_back(body[i++]);  // raw UTF-8 is copied byte by byte
+    } else {
+      out.push_back(static_cast<char>(NextCodePoint(body, i, /*escaped=*/true)));  // < 0x80
+    }
+  }
 }
 
 StatusOr<std::string> CanonicalizeJson(const nlohmann::json& value) {

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,5 +41,25 @@ StatusOr<std::string> CanonicalizeJsonText(std::string_view text);
 
 // ECMAScript Number::toString of a finite double ("-0" → "0"); INVALID_ARGUMENT for NaN/Inf.
 StatusOr<std::string> SerializeJcsNumber(double value);
+
+// Appends SerializeJcsNumber(value) to `out` without a temporary string.
+Status AppendJcsNumber(double value, std::string& out);
+
+// One member of a JSON object as it is written in canonical text.
+struct JcsMember {
+  std::string_view name;   // the name between its quotes, escapes as written
+  std::string_view value;  // the whole value (a string with its quotes, an object with braces)
+};
+
+// True iff `text` is exactly the canonical form of the JSON value it denotes: iff strictly
+// parsing it and canonicalising the result gives back `text` byte for byte (so it is also valid
+// JSON with no duplicate member names). Checks in one pass over the text, building no DOM and
+// allocating nothing (except growing `members`). When `members` is non-null it is cleared and,
+// if `text` is a canonical object, receives that object's members in order (views into `text`).
+bool IsCanonicalJson(std::string_view text, std::vector<JcsMember>* members = nullptr);
+
+// Appends the value of a string literal (with its quotes) taken from text IsCanonicalJson
+// accepted, its escapes decoded.
+void AppendJcsStringValue(std::string_view literal, std::string& out);
 
 }  // namespace lockbox::crypto

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "crypto/encoding.h"
+#include "server/audit_log/audit_log.h"
 #include "server/dev_token.h"
 #include "server/keyring/keyring.h"
 #include "server/store/store.h"
@@ -43,7 +44,12 @@ int RunDev(const std::filesystem::path& data_dir) {
   auto store = store::OpenSqliteStore(store_options);
   if (!store.ok()) return Fail(store.status());
 
-  auto keyring = keyring::Keyring::Open(**hsm, **store);
+  audit_log::AuditLogOptions audit_options;
+  audit_options.public_key_dir = data_dir;
+  auto audit = audit_log::AuditLog::Open(**store, **hsm, audit_options);
+  if (!audit.ok()) return Fail(audit.status());
+
+  auto keyring = keyring::Keyring::Open(**hsm, **store, **audit);
   if (!keyring.ok()) return Fail(keyring.status());
   auto& kr = **keyring;
 
@@ -66,6 +72,11 @@ int RunDev(const std::filesystem::path& data_dir) {
               std::string(kKey).c_str(), meta.ok() ? meta->latest_version : 0);
   std::printf("  encrypt:  %s\n", ciphertext->c_str());
   std::printf("  decrypt:  %s\n", round_trip ? "round trip OK" : "MISMATCH");
+  const auto head = (*audit)->head();
+  std::printf("  audit:    log %s at seq %llu; verify with\n", head.log_id.c_str(),
+              static_cast<unsigned long long>(head.seq));
+  std::printf("            build/bin/lockbox-audit verify --db %s --public-key %s\n",
+              store_options.path.c_str(), (data_dir / "audit-public-key.pem").c_str());
   std::printf("The HTTP API is not served yet; this run checked the key hierarchy end to end.\n");
   return round_trip ? 0 : 1;
 }

@@ -53,6 +53,16 @@ Status AsInvalidCiphertext(const Status& s) {
   return s;
 }
 
+audit::Event KeyEvent(std::string_view op, std::string_view name, const Caller& caller) {
+  audit::Event e;
+  e.op = "keyring." + std::string(op);
+  e.path = std::string(name);
+  e.request_id = caller.request_id;
+  e.actor = caller.actor;
+  e.remote_addr = caller.remote_addr;
+  return e;
+}
+
 }  // namespace
 
 std::string_view KeyStateName(KeyState state) {
@@ -121,11 +131,12 @@ struct KeyEntry {
 };
 
 struct Keyring::Impl {
-  Impl(hsm::Hsm& h, store::Store& s, KeyringOptions o)
-      : hsm(h), store(s), options(std::move(o)), cache(options.dek_cache) {}
+  Impl(hsm::Hsm& h, store::Store& s, audit_log::EventLog& e, KeyringOptions o)
+      : hsm(h), store(s), events(e), options(std::move(o)), cache(options.dek_cache) {}
 
   hsm::Hsm& hsm;
   store::Store& store;
+  audit_log::EventLog& events;
   const KeyringOptions options;
   DekCache cache;
 
@@ -215,8 +226,48 @@ struct Keyring::Impl {
     return r.status();
   }
 
-  // Applies `change` to a copy of the key's current state, persists it, then publishes it.
-  Status Change(std::string_view name, const std::function<Status(KeyEntry&)>& change) {
+  // Commits `work` and the audit event in one unit of work.
+  Status CommitWithEvent(const audit::Event& event,
+                         const std::function<Status(store::Transaction&)>& work) {
+    return store.Commit([&](store::Transaction& tx) -> Status {
+      LOCKBOX_RETURN_IF_ERROR(work(tx));
+      return events.Append(tx, event);
+    });
+  }
+
+  // Records a refused or failed operation. The operation's own error is returned, unless even
+  // its record cannot be written: then the audit failure is (fail closed).
+  Status Failed(audit::Event event, const Status& error) {
+    event.outcome = audit::Outcome::kError;
+    event.reason = error.ToString();
+    if (Status s = events.Record(std::move(event)); !s.ok()) {
+      return UnavailableError("audit log unavailable: " + s.message());
+    }
+    return error;
+  }
+
+  // Runs a state change whose unit appends `event` (see CommitWithEvent); records failures.
+  Status AuditedChange(audit::Event event, const std::function<Status(audit::Event&)>& op) {
+    Status s = op(event);
+    return s.ok() ? s : Failed(std::move(event), s);
+  }
+
+  // Runs a use of a key (encrypt, decrypt...) and makes its record durable before the result
+  // is released.
+  template <typename T>
+  StatusOr<T> AuditedUse(audit::Event event, const std::function<StatusOr<T>(audit::Event&)>& op) {
+    StatusOr<T> result = op(event);
+    if (!result.ok()) return Failed(std::move(event), result.status());
+    if (Status s = events.Record(std::move(event)); !s.ok()) {
+      return UnavailableError("audit log unavailable: " + s.message());
+    }
+    return result;
+  }
+
+  // Applies `change` to a copy of the key's current state, persists it with its audit event,
+  // then publishes it.
+  Status Change(std::string_view name, audit::Event& event,
+                const std::function<Status(KeyEntry&)>& change) {
     std::lock_guard admin(admin_mu);
     auto current = Find(name);
     if (!current) return KeyNotFound(name);
@@ -224,7 +275,7 @@ struct Keyring::Impl {
     LOCKBOX_RETURN_IF_ERROR(change(*next));
     next->updated = options.clock();
     LOCKBOX_RETURN_IF_ERROR(
-        store.Commit([&](store::Transaction& tx) { return SaveKey(tx, *next); }));
+        CommitWithEvent(event, [&](store::Transaction& tx) { return SaveKey(tx, *next); }));
     if (next->state() != KeyState::kEnabled) cache.EvictKey(name);
     Publish(std::move(next));
     return Status::Ok();
@@ -289,6 +340,21 @@ struct Keyring::Impl {
     CachedDek dek{std::move(fresh), std::move(wrapped)};
     cache.PutEncryptionDek(k.name, version, dek);
     return dek;
+  }
+
+  // Seals `plaintext` under (key, version) into an envelope.
+  StatusOr<std::string> Seal(const KeyEntry& k, std::uint32_t version,
+                             std::span<const std::uint8_t> plaintext,
+                             std::span<const std::uint8_t> context) {
+    LOCKBOX_ASSIGN_OR_RETURN(CachedDek dek, EncryptionDek(k, version));
+    Envelope env;
+    env.key_version = version;
+    env.wrapped_dek = std::move(dek.wrapped);
+    env.nonce = crypto::RandomVector(crypto::kAesGcmNonceSize);
+    LOCKBOX_ASSIGN_OR_RETURN(env.sealed,
+                             crypto::AesGcmSeal(dek.key->span(), env.nonce,
+                                                DataAad(env.format, k.name, context), plaintext));
+    return EncodeEnvelope(env);
   }
 
   Status Load() {
@@ -356,10 +422,11 @@ Keyring::Keyring(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Keyring::~Keyring() = default;
 
 StatusOr<std::unique_ptr<Keyring>> Keyring::Open(hsm::Hsm& hsm, store::Store& store,
+                                                 audit_log::EventLog& events,
                                                  KeyringOptions options) {
   crypto::InitCrypto();
   LOCKBOX_RETURN_IF_ERROR(store.Migrate(KeyringMigrations()));
-  auto impl = std::make_unique<Impl>(hsm, store, std::move(options));
+  auto impl = std::make_unique<Impl>(hsm, store, events, std::move(options));
   auto mkek = impl->MasterKey(impl->options.master_key_label);
   if (!mkek.ok() && mkek.status().code() == StatusCode::kNotFound &&
       impl->options.create_master_key) {
@@ -372,22 +439,25 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(hsm::Hsm& hsm, store::Store& st
   return std::unique_ptr<Keyring>(new Keyring(std::move(impl)));
 }
 
-Status Keyring::CreateKey(std::string_view name) {
-  LOCKBOX_RETURN_IF_ERROR(ValidateName(name));
-  std::lock_guard admin(impl_->admin_mu);
-  if (impl_->Find(name)) return AlreadyExistsError("key '" + std::string(name) + "' exists");
-  LOCKBOX_ASSIGN_OR_RETURN(auto version, impl_->NewVersion(1));
-  auto k = std::make_shared<KeyEntry>();
-  k->name = std::string(name);
-  k->latest_version = 1;
-  k->created = k->updated = version->created;
-  k->versions.push_back(version);
-  LOCKBOX_RETURN_IF_ERROR(impl_->store.Commit([&](store::Transaction& tx) -> Status {
-    LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *k));
-    return Impl::SaveVersion(tx, k->name, *version);
-  }));
-  impl_->Publish(std::move(k));
-  return Status::Ok();
+Status Keyring::CreateKey(std::string_view name, const Caller& caller) {
+  return impl_->AuditedChange(KeyEvent("create", name, caller), [&](audit::Event& event) {
+    LOCKBOX_RETURN_IF_ERROR(ValidateName(name));
+    std::lock_guard admin(impl_->admin_mu);
+    if (impl_->Find(name)) return AlreadyExistsError("key '" + std::string(name) + "' exists");
+    LOCKBOX_ASSIGN_OR_RETURN(auto version, impl_->NewVersion(1));
+    auto k = std::make_shared<KeyEntry>();
+    k->name = std::string(name);
+    k->latest_version = 1;
+    k->created = k->updated = version->created;
+    k->versions.push_back(version);
+    event.details["version"] = 1;
+    LOCKBOX_RETURN_IF_ERROR(impl_->CommitWithEvent(event, [&](store::Transaction& tx) -> Status {
+      LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *k));
+      return Impl::SaveVersion(tx, k->name, *version);
+    }));
+    impl_->Publish(std::move(k));
+    return Status::Ok();
+  });
 }
 
 StatusOr<KeyMetadata> Keyring::ReadKey(std::string_view name) const {
@@ -416,107 +486,128 @@ std::vector<std::string> Keyring::ListKeys() const {
   return names;
 }
 
-Status Keyring::RotateKey(std::string_view name) {
-  std::lock_guard admin(impl_->admin_mu);
-  auto current = impl_->Find(name);
-  if (!current) return KeyNotFound(name);
-  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*current));
-  LOCKBOX_ASSIGN_OR_RETURN(auto version, impl_->NewVersion(current->latest_version + 1));
-  auto next = std::make_shared<KeyEntry>(*current);
-  next->latest_version = version->version;
-  next->updated = version->created;
-  next->versions.push_back(version);
-  LOCKBOX_RETURN_IF_ERROR(impl_->store.Commit([&](store::Transaction& tx) -> Status {
-    LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *next));
-    return Impl::SaveVersion(tx, next->name, *version);
-  }));
-  impl_->Publish(std::move(next));
-  return Status::Ok();
+Status Keyring::RotateKey(std::string_view name, const Caller& caller) {
+  return impl_->AuditedChange(KeyEvent("rotate", name, caller), [&](audit::Event& event) {
+    std::lock_guard admin(impl_->admin_mu);
+    auto current = impl_->Find(name);
+    if (!current) return KeyNotFound(name);
+    LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*current));
+    LOCKBOX_ASSIGN_OR_RETURN(auto version, impl_->NewVersion(current->latest_version + 1));
+    auto next = std::make_shared<KeyEntry>(*current);
+    next->latest_version = version->version;
+    next->updated = version->created;
+    next->versions.push_back(version);
+    event.details["version"] = version->version;
+    LOCKBOX_RETURN_IF_ERROR(impl_->CommitWithEvent(event, [&](store::Transaction& tx) -> Status {
+      LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *next));
+      return Impl::SaveVersion(tx, next->name, *version);
+    }));
+    impl_->Publish(std::move(next));
+    return Status::Ok();
+  });
 }
 
 Status Keyring::SetMinVersions(std::string_view name, std::uint32_t min_decryption_version,
-                               std::uint32_t min_encryption_version) {
-  return impl_->Change(name, [&](KeyEntry& k) -> Status {
-    if (min_decryption_version < 1 || min_decryption_version > k.latest_version) {
-      return InvalidArgumentError(
-          "min_decryption_version must be between 1 and the latest version");
-    }
-    if (min_encryption_version > k.latest_version) {
-      return InvalidArgumentError("min_encryption_version cannot be above the latest version");
-    }
-    if (min_encryption_version != 0 && min_encryption_version < min_decryption_version) {
-      return InvalidArgumentError("min_encryption_version cannot be below min_decryption_version");
-    }
-    k.min_decryption_version = min_decryption_version;
-    k.min_encryption_version = min_encryption_version;
-    return Status::Ok();
+                               std::uint32_t min_encryption_version, const Caller& caller) {
+  audit::Event event = KeyEvent("config", name, caller);
+  event.details["min_decryption_version"] = min_decryption_version;
+  event.details["min_encryption_version"] = min_encryption_version;
+  return impl_->AuditedChange(std::move(event), [&](audit::Event& e) {
+    return impl_->Change(name, e, [&](KeyEntry& k) -> Status {
+      if (min_decryption_version < 1 || min_decryption_version > k.latest_version) {
+        return InvalidArgumentError(
+            "min_decryption_version must be between 1 and the latest version");
+      }
+      if (min_encryption_version > k.latest_version) {
+        return InvalidArgumentError("min_encryption_version cannot be above the latest version");
+      }
+      if (min_encryption_version != 0 && min_encryption_version < min_decryption_version) {
+        return InvalidArgumentError(
+            "min_encryption_version cannot be below min_decryption_version");
+      }
+      k.min_decryption_version = min_decryption_version;
+      k.min_encryption_version = min_encryption_version;
+      return Status::Ok();
+    });
   });
 }
 
-Status Keyring::SetEnabled(std::string_view name, bool enabled) {
-  return impl_->Change(name, [&](KeyEntry& k) -> Status {
-    if (k.deletion_time) {
-      return FailedPreconditionError("key '" + k.name + "' is scheduled for deletion");
+Status Keyring::SetEnabled(std::string_view name, bool enabled, const Caller& caller) {
+  return impl_->AuditedChange(
+      KeyEvent(enabled ? "enable" : "disable", name, caller), [&](audit::Event& e) {
+        return impl_->Change(name, e, [&](KeyEntry& k) -> Status {
+          if (k.deletion_time) {
+            return FailedPreconditionError("key '" + k.name + "' is scheduled for deletion");
+          }
+          k.enabled = enabled;
+          return Status::Ok();
+        });
+      });
+}
+
+Status Keyring::ScheduleDeletion(std::string_view name, std::optional<std::chrono::seconds> wait,
+                                 const Caller& caller) {
+  return impl_->AuditedChange(KeyEvent("schedule_deletion", name, caller), [&](audit::Event& e) {
+    const auto delay = wait.value_or(impl_->options.default_deletion_wait);
+    if (delay < impl_->options.min_deletion_wait) {
+      return InvalidArgumentError("deletion waiting period is shorter than the minimum of " +
+                                  std::to_string(impl_->options.min_deletion_wait.count()) + "s");
     }
-    k.enabled = enabled;
-    return Status::Ok();
+    e.details["waiting_period_seconds"] = delay.count();
+    return impl_->Change(name, e, [&](KeyEntry& k) -> Status {
+      if (k.deletion_time) {
+        return FailedPreconditionError("key '" + k.name + "' is already scheduled for deletion");
+      }
+      k.deletion_time = impl_->options.clock() + delay;
+      return Status::Ok();
+    });
   });
 }
 
-Status Keyring::ScheduleDeletion(std::string_view name, std::optional<std::chrono::seconds> wait) {
-  const auto delay = wait.value_or(impl_->options.default_deletion_wait);
-  if (delay < impl_->options.min_deletion_wait) {
-    return InvalidArgumentError("deletion waiting period is shorter than the minimum of " +
-                                std::to_string(impl_->options.min_deletion_wait.count()) + "s");
-  }
-  return impl_->Change(name, [&](KeyEntry& k) -> Status {
-    if (k.deletion_time) {
-      return FailedPreconditionError("key '" + k.name + "' is already scheduled for deletion");
-    }
-    k.deletion_time = impl_->options.clock() + delay;
-    return Status::Ok();
+Status Keyring::CancelDeletion(std::string_view name, const Caller& caller) {
+  return impl_->AuditedChange(KeyEvent("cancel_deletion", name, caller), [&](audit::Event& e) {
+    return impl_->Change(name, e, [&](KeyEntry& k) -> Status {
+      if (!k.deletion_time) {
+        return FailedPreconditionError("key '" + k.name + "' is not scheduled for deletion");
+      }
+      k.deletion_time.reset();
+      return Status::Ok();
+    });
   });
 }
 
-Status Keyring::CancelDeletion(std::string_view name) {
-  return impl_->Change(name, [&](KeyEntry& k) -> Status {
-    if (!k.deletion_time) {
-      return FailedPreconditionError("key '" + k.name + "' is not scheduled for deletion");
+Status Keyring::DestroyKey(std::string_view name, const Caller& caller) {
+  return impl_->AuditedChange(KeyEvent("destroy", name, caller), [&](audit::Event& event) {
+    std::lock_guard admin(impl_->admin_mu);
+    auto k = impl_->Find(name);
+    if (!k) return KeyNotFound(name);
+    if (!k->deletion_time || impl_->options.clock() < *k->deletion_time) {
+      return FailedPreconditionError("key '" + k->name + "' is not due for destruction");
     }
-    k.deletion_time.reset();
+    event.details["versions"] = k->latest_version;
+    // Crypto-shredding: the wrapped KEKs are the only way back to the DEKs. secure_delete keeps
+    // their bytes out of the database's free pages.
+    LOCKBOX_RETURN_IF_ERROR(impl_->CommitWithEvent(event, [&](store::Transaction& tx) -> Status {
+      LOCKBOX_RETURN_IF_ERROR(
+          tx.Execute("DELETE FROM keyring_versions WHERE name = ?", {k->name}).status());
+      return tx.Execute("DELETE FROM keyring_keys WHERE name = ?", {k->name}).status();
+    }));
+    {
+      std::unique_lock lock(impl_->keys_mu);
+      impl_->keys.erase(k->name);
+    }
+    impl_->cache.EvictKey(k->name);
+    for (const auto& v : k->versions) {
+      std::lock_guard lock(v->kek_mu);
+      if (v->kek && v->kek->generation == impl_->hsm.generation()) {
+        // A failure leaves only a session object, which dies with the HSM session anyway; the
+        // wrapped KEK is already gone, so it can never be recreated.
+        (void)impl_->hsm.DestroyObject(*v->kek);
+      }
+      v->kek.reset();
+    }
     return Status::Ok();
   });
-}
-
-Status Keyring::DestroyKey(std::string_view name) {
-  std::lock_guard admin(impl_->admin_mu);
-  auto k = impl_->Find(name);
-  if (!k) return KeyNotFound(name);
-  if (!k->deletion_time || impl_->options.clock() < *k->deletion_time) {
-    return FailedPreconditionError("key '" + k->name + "' is not due for destruction");
-  }
-  // Crypto-shredding: the wrapped KEKs are the only way back to the DEKs. secure_delete keeps
-  // their bytes out of the database's free pages.
-  LOCKBOX_RETURN_IF_ERROR(impl_->store.Commit([&](store::Transaction& tx) -> Status {
-    LOCKBOX_RETURN_IF_ERROR(
-        tx.Execute("DELETE FROM keyring_versions WHERE name = ?", {k->name}).status());
-    return tx.Execute("DELETE FROM keyring_keys WHERE name = ?", {k->name}).status();
-  }));
-  {
-    std::unique_lock lock(impl_->keys_mu);
-    impl_->keys.erase(k->name);
-  }
-  impl_->cache.EvictKey(k->name);
-  for (const auto& v : k->versions) {
-    std::lock_guard lock(v->kek_mu);
-    if (v->kek && v->kek->generation == impl_->hsm.generation()) {
-      // A failure leaves only a session object, which dies with the HSM session anyway; the
-      // wrapped KEK is already gone, so it can never be recreated.
-      (void)impl_->hsm.DestroyObject(*v->kek);
-    }
-    v->kek.reset();
-  }
-  return Status::Ok();
 }
 
 StatusOr<std::vector<std::string>> Keyring::DestroyDueKeys() {
@@ -536,76 +627,94 @@ StatusOr<std::vector<std::string>> Keyring::DestroyDueKeys() {
 StatusOr<std::string> Keyring::Encrypt(std::string_view name,
                                        std::span<const std::uint8_t> plaintext,
                                        std::span<const std::uint8_t> context,
-                                       std::uint32_t key_version) {
-  auto k = impl_->Find(name);
-  if (!k) return KeyNotFound(name);
-  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
-  std::uint32_t version = k->latest_version;
-  if (key_version != 0) {
-    if (key_version > k->latest_version) {
-      return InvalidArgumentError("requested key version does not exist");
-    }
-    if (key_version < k->min_decryption_version || key_version < k->min_encryption_version) {
-      return FailedPreconditionError(
-          "requested version for encryption is less than the minimum "
-          "encryption key version");
-    }
-    version = key_version;
-  }
-  LOCKBOX_ASSIGN_OR_RETURN(CachedDek dek, impl_->EncryptionDek(*k, version));
-  Envelope env;
-  env.key_version = version;
-  env.wrapped_dek = std::move(dek.wrapped);
-  env.nonce = crypto::RandomVector(crypto::kAesGcmNonceSize);
-  LOCKBOX_ASSIGN_OR_RETURN(env.sealed,
-                           crypto::AesGcmSeal(dek.key->span(), env.nonce,
-                                              DataAad(env.format, k->name, context), plaintext));
-  return EncodeEnvelope(env);
+                                       std::uint32_t key_version, const Caller& caller) {
+  return impl_->AuditedUse<std::string>(
+      KeyEvent("encrypt", name, caller), [&](audit::Event& event) -> StatusOr<std::string> {
+        auto k = impl_->Find(name);
+        if (!k) return KeyNotFound(name);
+        LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+        std::uint32_t version = k->latest_version;
+        if (key_version != 0) {
+          if (key_version > k->latest_version) {
+            return InvalidArgumentError("requested key version does not exist");
+          }
+          if (key_version < k->min_decryption_version || key_version < k->min_encryption_version) {
+            return FailedPreconditionError(
+                "requested version for encryption is less than the minimum encryption key "
+                "version");
+          }
+          version = key_version;
+        }
+        event.details["key_version"] = version;
+        return impl_->Seal(*k, version, plaintext, context);
+      });
 }
 
 StatusOr<crypto::SecureBuffer> Keyring::Decrypt(std::string_view name, std::string_view ciphertext,
-                                                std::span<const std::uint8_t> context) {
-  auto k = impl_->Find(name);
-  if (!k) return KeyNotFound(name);
-  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
-  LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
-  LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
-  LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
-  auto plaintext =
-      crypto::AesGcmOpen(dek->span(), env.nonce, DataAad(env.format, k->name, context), env.sealed);
-  if (!plaintext.ok()) return AsInvalidCiphertext(plaintext.status());
-  return std::move(*plaintext);
+                                                std::span<const std::uint8_t> context,
+                                                const Caller& caller) {
+  return impl_->AuditedUse<crypto::SecureBuffer>(
+      KeyEvent("decrypt", name, caller),
+      [&](audit::Event& event) -> StatusOr<crypto::SecureBuffer> {
+        auto k = impl_->Find(name);
+        if (!k) return KeyNotFound(name);
+        LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+        LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
+        event.details["key_version"] = env.key_version;
+        LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
+        LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
+        auto plaintext = crypto::AesGcmOpen(dek->span(), env.nonce,
+                                            DataAad(env.format, k->name, context), env.sealed);
+        if (!plaintext.ok()) return AsInvalidCiphertext(plaintext.status());
+        return std::move(*plaintext);
+      });
 }
 
 StatusOr<std::string> Keyring::Rewrap(std::string_view name, std::string_view ciphertext,
-                                      std::span<const std::uint8_t> context) {
-  auto k = impl_->Find(name);
-  if (!k) return KeyNotFound(name);
-  LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
-  LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
-  LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
-  LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
-  // The DEK alone cannot prove the context: check the data's tag before vouching for it, so a
-  // rewrap never launders a ciphertext that would not decrypt. The plaintext is dropped unread.
-  auto check =
-      crypto::AesGcmOpen(dek->span(), env.nonce, DataAad(env.format, k->name, context), env.sealed);
-  if (!check.ok()) return AsInvalidCiphertext(check.status());
-  LOCKBOX_ASSIGN_OR_RETURN(env.wrapped_dek, impl_->WrapDek(*k, k->latest_version, *dek));
-  env.key_version = k->latest_version;
-  return EncodeEnvelope(env);
+                                      std::span<const std::uint8_t> context, const Caller& caller) {
+  return impl_->AuditedUse<std::string>(
+      KeyEvent("rewrap", name, caller), [&](audit::Event& event) -> StatusOr<std::string> {
+        auto k = impl_->Find(name);
+        if (!k) return KeyNotFound(name);
+        LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+        LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
+        event.details["from_version"] = env.key_version;
+        LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
+        LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
+        // The DEK alone cannot prove the context: check the data's tag before vouching for it,
+        // so a rewrap never launders a ciphertext that would not decrypt. The plaintext is
+        // dropped unread.
+        auto check = crypto::AesGcmOpen(dek->span(), env.nonce,
+                                        DataAad(env.format, k->name, context), env.sealed);
+        if (!check.ok()) return AsInvalidCiphertext(check.status());
+        LOCKBOX_ASSIGN_OR_RETURN(env.wrapped_dek, impl_->WrapDek(*k, k->latest_version, *dek));
+        env.key_version = k->latest_version;
+        event.details["key_version"] = env.key_version;
+        return EncodeEnvelope(env);
+      });
 }
 
 StatusOr<DataKey> Keyring::GenerateDataKey(std::string_view name, bool include_plaintext,
                                            std::span<const std::uint8_t> context,
-                                           std::uint32_t bits) {
-  if (bits != 128 && bits != 256 && bits != 512) {
-    return InvalidArgumentError("bits must be 128, 256 or 512");
-  }
-  crypto::SecureBuffer key = crypto::RandomSecret(bits / 8);
-  DataKey out;
-  LOCKBOX_ASSIGN_OR_RETURN(out.ciphertext, Encrypt(name, key.span(), context));
-  if (include_plaintext) out.plaintext = std::move(key);
-  return out;
+                                           std::uint32_t bits, const Caller& caller) {
+  return impl_->AuditedUse<DataKey>(
+      KeyEvent("datakey", name, caller), [&](audit::Event& event) -> StatusOr<DataKey> {
+        if (bits != 128 && bits != 256 && bits != 512) {
+          return InvalidArgumentError("bits must be 128, 256 or 512");
+        }
+        event.details["bits"] = bits;
+        event.details["plaintext_returned"] = include_plaintext;
+        auto k = impl_->Find(name);
+        if (!k) return KeyNotFound(name);
+        LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+        event.details["key_version"] = k->latest_version;
+        crypto::SecureBuffer key = crypto::RandomSecret(bits / 8);
+        DataKey out;
+        LOCKBOX_ASSIGN_OR_RETURN(out.ciphertext,
+                                 impl_->Seal(*k, k->latest_version, key.span(), context));
+        if (include_plaintext) out.plaintext = std::move(key);
+        return out;
+      });
 }
 
 const DekCache& Keyring::dek_cache() const { return impl_->cache; }

@@ -10,7 +10,10 @@
 //  - Versions below min_decryption_version are refused; destroyed keys' wrapped KEKs are erased
 //    and their HSM objects destroyed, so their ciphertexts can never be decrypted again.
 //  - Disabled keys and keys scheduled for deletion neither encrypt nor decrypt.
-//  - Every state change is durable (store commit pipeline) before the call returns.
+//  - Every state change is durable (store commit pipeline) before the call returns, and committed
+//    in the same transaction as its audit event. Every encrypt, decrypt, rewrap and data key, and
+//    every refused or failed operation, is recorded durably before the call returns; if the audit
+//    record cannot be written the call fails (UNAVAILABLE) and returns no result.
 // Thread safety: all methods are thread-safe. Encrypt/decrypt run concurrently; state changes are
 // serialised among themselves and publish a new immutable key state when committed.
 #pragma once
@@ -25,15 +28,25 @@
 #include <string_view>
 #include <vector>
 
+#include "audit/event.h"
 #include "crypto/secure_buffer.h"
 #include "crypto/status.h"
 #include "hsm/hsm.h"
+#include "server/audit_log/event_log.h"
 #include "server/keyring/dek_cache.h"
 #include "server/store/store.h"
 
 namespace lockbox::keyring {
 
 using TimePoint = std::chrono::system_clock::time_point;
+
+// Who asks: copied into the operation's audit event.
+struct Caller {
+  std::string request_id;
+  std::string actor = "system";  // token accessor, "role:<id>", "partner:<id>" or "system"
+  std::string remote_addr;
+};
+
 
 struct KeyringOptions {
   std::string master_key_label = "lockbox/mkek/v1";
@@ -74,26 +87,28 @@ struct DataKey {
 class Keyring {
  public:
   // Applies the keyring's schema migrations, finds (or creates) the MKEK and loads all keys.
+  // `events` must outlive the keyring.
   static StatusOr<std::unique_ptr<Keyring>> Open(hsm::Hsm& hsm, store::Store& store,
-                                                 KeyringOptions options = {});
+                                                 audit_log::EventLog& events, KeyringOptions options = {});
   ~Keyring();
 
   // --- Lifecycle ---
-  Status CreateKey(std::string_view name);
+  Status CreateKey(std::string_view name, const Caller& caller = {});
   StatusOr<KeyMetadata> ReadKey(std::string_view name) const;
   std::vector<std::string> ListKeys() const;
-  Status RotateKey(std::string_view name);
+  Status RotateKey(std::string_view name, const Caller& caller = {});
   // 0 for min_encryption_version means "latest". Versions must satisfy
   // 1 <= min_decryption_version <= latest and min_encryption_version <= latest.
   Status SetMinVersions(std::string_view name, std::uint32_t min_decryption_version,
-                        std::uint32_t min_encryption_version);
-  Status SetEnabled(std::string_view name, bool enabled);
+                        std::uint32_t min_encryption_version, const Caller& caller = {});
+  Status SetEnabled(std::string_view name, bool enabled, const Caller& caller = {});
   // Schedules destruction after `wait` (default options.default_deletion_wait, at least
   // options.min_deletion_wait). The key cannot be used while pending; CancelDeletion restores it.
-  Status ScheduleDeletion(std::string_view name, std::optional<std::chrono::seconds> wait = {});
-  Status CancelDeletion(std::string_view name);
+  Status ScheduleDeletion(std::string_view name, std::optional<std::chrono::seconds> wait = {},
+                          const Caller& caller = {});
+  Status CancelDeletion(std::string_view name, const Caller& caller = {});
   // Destroys a key whose deletion time has passed: wrapped KEKs erased, HSM objects destroyed.
-  Status DestroyKey(std::string_view name);
+  Status DestroyKey(std::string_view name, const Caller& caller = {});
   // Destroys every key whose deletion time has passed; returns the names destroyed.
   StatusOr<std::vector<std::string>> DestroyDueKeys();
 
@@ -101,17 +116,19 @@ class Keyring {
   // key_version 0 = latest; otherwise >= min_encryption_version and >= min_decryption_version.
   StatusOr<std::string> Encrypt(std::string_view name, std::span<const std::uint8_t> plaintext,
                                 std::span<const std::uint8_t> context = {},
-                                std::uint32_t key_version = 0);
+                                std::uint32_t key_version = 0, const Caller& caller = {});
   StatusOr<crypto::SecureBuffer> Decrypt(std::string_view name, std::string_view ciphertext,
-                                         std::span<const std::uint8_t> context = {});
+                                         std::span<const std::uint8_t> context = {},
+                                         const Caller& caller = {});
   // Re-wraps the DEK under the latest version (HSM unwrap + wrap); the sealed data is untouched
   // and the plaintext is never exposed.
   StatusOr<std::string> Rewrap(std::string_view name, std::string_view ciphertext,
-                               std::span<const std::uint8_t> context = {});
+                               std::span<const std::uint8_t> context = {},
+                               const Caller& caller = {});
   // A fresh random data key of `bits` (128, 256 or 512), sealed under the named key.
   StatusOr<DataKey> GenerateDataKey(std::string_view name, bool include_plaintext,
                                     std::span<const std::uint8_t> context = {},
-                                    std::uint32_t bits = 256);
+                                    std::uint32_t bits = 256, const Caller& caller = {});
 
   const DekCache& dek_cache() const;
 

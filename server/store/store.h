@@ -5,8 +5,11 @@
 // which batches every queued unit into one transaction (durable: WAL + synchronous=FULL), runs
 // each unit under its own savepoint (a failing unit rolls back alone; the others still commit),
 // commits, and only then wakes each caller with its own result. When Commit() returns OK the
-// unit's effects are on disk. Reads use separate reader connections and never block the writer.
-// Thread safety: every method may be called from any thread.
+// unit's effects are on disk. Group commit: after a batch of several units the writer waits
+// briefly (at most a quarter of that batch's duration, at most 2 ms, never after a lone unit) for
+// its submitters to come back, so concurrent callers share fewer, fuller transactions. Reads use
+// separate reader connections and never block the writer. Thread safety: every method may be called
+// from any thread.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +45,13 @@ class Transaction {
                                          const std::vector<Value>& params) = 0;
   virtual StatusOr<std::vector<Row>> Query(std::string_view sql,
                                            const std::vector<Value>& params) = 0;
+  // Registers `undo`, which restores in-memory state the unit changed alongside its statements
+  // (e.g. a counter or a cache). Undo callbacks run on the writer thread, newest first, if the
+  // unit rolls back (it returned an error or threw) or if its batch cannot be committed (then the
+  // callbacks of every unit of the batch run, newest first, before any waiter is woken). They are
+  // dropped, unrun, once the batch has committed. An undo must not throw (exceptions are
+  // swallowed) and must not call Commit(). On a Read() transaction this does nothing.
+  virtual void OnRollback(std::function<void()> undo) = 0;
 };
 
 // A unit of work: runs on the writer thread inside the batch transaction under its own

@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <sstream>
 
 #include "crypto/encoding.h"
+#include "crypto/jcs.h"
 #include "crypto/jws.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/audit/audit_test_util.h"
@@ -393,6 +395,183 @@ TEST(ChainVerifierTest, CheckpointMayTrailItsSeqInTheStream) {
             "seq 3: checkpoint hash does not match the chain");
   // Once failed, the verifier stays failed.
   EXPECT_FALSE(v.Finish().ok());
+}
+
+// ChainVerifier::AddEvent checks events on a fast path (no DOM, no Event); it must accept exactly
+// what ParseCanonicalEvent accepts and fail with its message otherwise.
+std::string FirstEventText(const std::string& log_id = "l") {
+  Event e = testing::SampleEvent(2);  // with hmacs and details
+  e.seq = 1;
+  e.log_id = log_id;
+  e.time = std::string("2026-11-27T21:01:25.000000001Z");
+  return *CanonicalEvent(e);
+}
+
+// Adds `text` as the first event of a fresh verifier; "OK" or the failure message.
+std::string AddFirst(std::string_view text) {
+  testing::SoftwareSigner signer(SignatureAlgorithm::kEd25519);
+  ChainVerifier v(signer.public_key(), std::nullopt);
+  const Status s = v.AddEvent(text);
+  return s.ok() ? "OK" : s.message();
+}
+
+// What the verifier must say about `text` as the first event, per ParseCanonicalEvent.
+std::string Reference(std::string_view text) {
+  auto e = ParseCanonicalEvent(text);
+  if (!e.ok()) return "seq 1: " + e.status().message();
+  if (e->seq != 1) return "seq " + std::to_string(e->seq) + ": expected seq 1";
+  return "OK";
+}
+
+TEST(ChainVerifierFastPathTest, RefusesNonCanonicalEventsLikeTheParser) {
+  const std::string good = FirstEventText();
+  EXPECT_EQ(AddFirst(good), "OK");
+  const std::string not_canonical = "seq 1: audit event is not canonical JSON";
+  auto replaced = [&](std::string_view from, std::string_view to) {
+    std::string t = good;
+    const auto at = t.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return at == std::string::npos ? t : t.replace(at, from.size(), to);
+  };
+  const std::vector<std::string> refused = {
+      " " + good,                                                // whitespace
+      good + "\n",                                               // trailing content
+      replaced("\"seq\":1", "\"seq\":1.0"),                      // number forms
+      replaced("\"seq\":1", "\"seq\":1e0"),                      //
+      replaced("\"seq\":1", "\"seq\":1.00"),                     //
+      replaced("\"op\":\"keyring.", "\"op\":\"keyring\\u002e"),  // needless escape
+      replaced("\"op\":\"keyring.", "\"op\":\"keyring\\/"),      //
+      replaced("\"actor\":", "\"actor\" :"),                     //
+      replaced("\"request_id\":\"req-2\"", "\"request_id\":\"req-2\",\"request_id\":\"x\""),
+  };
+  for (const std::string& t : refused) {
+    EXPECT_EQ(AddFirst(t), not_canonical) << t;
+    EXPECT_EQ(Reference(t), not_canonical) << t;
+  }
+  // Members out of order (swap "actor" to the end).
+  {
+    auto j = nlohmann::json::parse(good);
+    std::string t = "{";
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (it.key() != "actor") t += "\"" + it.key() + "\":" + *crypto::CanonicalizeJson(*it) + ",";
+    }
+    t += "\"actor\":" + *crypto::CanonicalizeJson(j["actor"]) + "}";
+    EXPECT_EQ(AddFirst(t), not_canonical) << t;
+  }
+  EXPECT_EQ(AddFirst(replaced("\"seq\":1", "\"seq\":01")),
+            "seq 1: audit event is not a JSON object");  // not JSON at all
+  EXPECT_EQ(AddFirst("[]"), "seq 1: audit event is not a JSON object");
+  EXPECT_EQ(AddFirst(""), "seq 1: audit event is not a JSON object");
+}
+
+TEST(ChainVerifierFastPathTest, RefusesCanonicalTextsThatAreNotEventsLikeTheParser) {
+  const auto base = nlohmann::json::parse(FirstEventText());
+  std::vector<nlohmann::json> cases;
+  for (auto it = base.begin(); it != base.end(); ++it) {
+    auto j = base;
+    j.erase(it.key());  // each member missing
+    cases.push_back(j);
+    for (const nlohmann::json& v :
+         {nlohmann::json(nullptr), nlohmann::json(true), nlohmann::json(7), nlohmann::json(-7),
+          nlohmann::json(1.5), nlohmann::json(""), nlohmann::json("ok"), nlohmann::json::array(),
+          nlohmann::json::object(), nlohmann::json({{"a", "b"}}), nlohmann::json({{"a", 1}}),
+          nlohmann::json({{"a", nullptr}}), nlohmann::json({{"a", {1}}})}) {
+      auto k = base;
+      k[it.key()] = v;  // each member with each kind of value
+      cases.push_back(k);
+    }
+  }
+  for (const char* name : {"reason", "zzz", "Seq", "details", "hmacs"}) {
+    auto j = base;
+    j[name] = "x";
+    cases.push_back(j);
+  }
+  for (const std::uint64_t seq : {std::uint64_t{0}, std::uint64_t{2}, (std::uint64_t{1} << 53),
+                                  (std::uint64_t{1} << 53) + 2, std::uint64_t{1} << 60}) {
+    auto j = base;
+    j["seq"] = seq;
+    cases.push_back(j);
+  }
+  for (const char* outcome : {"ok", "denied", "error", "OK", "okay", ""}) {
+    auto j = base;
+    j["outcome"] = outcome;
+    cases.push_back(j);
+  }
+  for (const char* time : {"2026-11-27T21:01:25.000000001Z", "2026-11-27T21:01:25Z",
+                           "2026-11-27 21:01:25.000000001Z", "2026-11-27T21:01:25.00000000\"Z"}) {
+    auto j = base;
+    j["time"] = time;
+    cases.push_back(j);
+  }
+  int accepted = 0;
+  for (const auto& j : cases) {
+    const std::string text = *crypto::CanonicalizeJson(j);
+    EXPECT_EQ(AddFirst(text), Reference(text)) << text;
+    if (Reference(text) == "OK") ++accepted;
+  }
+  EXPECT_GT(accepted, 5);  // the cases do include valid events
+}
+
+// Random byte edits of events: the fast path and the parser agree on every one.
+TEST(ChainVerifierFastPathTest, AgreesWithTheParserOnMutatedEvents) {
+  std::vector<std::string> seeds = {FirstEventText(), FirstEventText("a\"b\\c\u00e9\U0001F600")};
+  {
+    Event e = testing::SampleEvent(13);  // denied, with a reason
+    e.seq = 1;
+    e.log_id = "l";
+    e.time = std::string("2026-11-27T21:01:25.000000001Z");
+    e.details = {{"n", -1.5e-7}, {"big", 1e21}, {"s", "x\ty"}};
+    seeds.push_back(*CanonicalEvent(e));
+  }
+  static constexpr char kAlphabet[] =
+      "\"\\{}[],: 0123456789-+.eEabfnrtuzASq\x7f\x01\x1f\xc3\xa9\xed\xa0\xf0\x9f";
+  std::mt19937 rng(8785);
+  int agreed_ok = 0;
+  for (const std::string& seed : seeds) {
+    for (int n = 0; n < 4000; ++n) {
+      std::string t = seed;
+      const int edits = 1 + static_cast<int>(rng() % 2);
+      for (int k = 0; k < edits && !t.empty(); ++k) {
+        const std::size_t at = rng() % t.size();
+        const char c = kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
+        switch (rng() % 3) {
+          case 0:
+            t[at] = c;
+            break;
+          case 1:
+            t.insert(t.begin() + static_cast<std::ptrdiff_t>(at), c);
+            break;
+          default:
+            t.erase(at, 1);
+        }
+      }
+      const std::string want = Reference(t);
+      ASSERT_EQ(AddFirst(t), want) << t;
+      if (want == "OK") ++agreed_ok;
+    }
+  }
+  EXPECT_GT(agreed_ok, 0);  // some edits keep the event valid (e.g. inside a string)
+}
+
+TEST(ChainVerifierFastPathTest, EscapedLogIdIsComparedDecoded) {
+  const std::string id = "log \"one\"\\\u00e9";
+  const std::string text = FirstEventText(id);
+  ASSERT_NE(text.find("\\\""), std::string::npos);
+  testing::SoftwareSigner signer(SignatureAlgorithm::kEd25519);
+  {
+    ChainVerifier v(signer.public_key(), std::nullopt);
+    v.ExpectLogId(id);
+    ASSERT_TRUE(v.AddEvent(text).ok());
+    auto summary = v.Finish();
+    ASSERT_TRUE(summary.ok());
+    EXPECT_EQ(summary->log_id, id);
+    EXPECT_EQ(summary->head, NextHash(GenesisHash(id), text));
+  }
+  {
+    ChainVerifier v(signer.public_key(), std::nullopt);
+    v.ExpectLogId("log \\\"one\\\"\\\\\u00e9");  // the escaped spelling is another id
+    EXPECT_EQ(v.AddEvent(text).message(), "seq 1: event log_id differs from the log's");
+  }
 }
 
 // Verification speed on a 200k-event log (run with --gtest_also_run_disabled_tests).

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace lockbox::crypto {
 namespace {
@@ -211,6 +214,166 @@ TEST(JcsTest, RejectsExcessiveNesting) {
   std::string ok(kMaxJcsDepth, '[');
   ok += std::string(kMaxJcsDepth, ']');
   EXPECT_TRUE(CanonicalizeJsonText(ok).ok());
+}
+
+// IsCanonicalJson(t) must hold exactly when parsing t and canonicalising gives back t.
+bool ReferenceIsCanonical(std::string_view t) {
+  const json j = json::parse(t.begin(), t.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return false;
+  auto c = CanonicalizeJson(j);
+  return c.ok() && *c == t;
+}
+
+TEST(JcsCheckTest, AcceptsCanonicalOutput) {
+  for (const char* input :
+       {R"({"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001,-0,
+           1e21,1e-7,123456789012345678,9007199254740993,-5e-324,1.7976931348623157e308],
+           "string":"\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/\u007f\b\f\r\t\u0000\u001f",
+           "literals":[null,true,false],"":{},"e":[],"n":[[[]],{"a":{}}]})",
+        R"({"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh",
+           "1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin"})",
+        "0", "-1", "\"\"", "null", "[1,2,3]", "1.5", R"({"a":1,"b":2})"}) {
+    const std::string canonical = Canon(input);
+    EXPECT_TRUE(IsCanonicalJson(canonical)) << canonical;
+    EXPECT_TRUE(ReferenceIsCanonical(canonical)) << canonical;
+  }
+  std::string deep(kMaxJcsDepth, '[');
+  deep += std::string(kMaxJcsDepth, ']');
+  EXPECT_TRUE(IsCanonicalJson(deep));
+  EXPECT_FALSE(IsCanonicalJson("[" + deep + "]"));
+}
+
+TEST(JcsCheckTest, RefusesEveryOtherSpelling) {
+  for (const char* t : {"",
+                        " 1",
+                        "1 ",
+                        "01",
+                        "-0",
+                        "1.0",
+                        "1e2",
+                        "1E+2",
+                        "+1",
+                        ".5",
+                        "1.",
+                        "1e400",
+                        "NaN",
+                        "\"\\u0041\"",
+                        "\"\\/\"",
+                        "\"\\u000A\"",
+                        "\"\\u000a\"",
+                        "\"\\u001F\"",
+                        "\"\\U001f\"",
+                        "\"\x01\"",
+                        "\"\xC3\"",
+                        "\"\xED\xA0\x80\"",
+                        "\"\xC0\xAF\"",
+                        "\"\\ud83d\\ude00\"",
+                        "\xEF\xBB\xBF{}",
+                        R"({"b":1,"a":2})",
+                        R"({"a":1,"a":1})",
+                        R"({"a":1,"\u0061":1})",
+                        R"({"\ufb33":1,"\ud83d\ude00":2})",
+                        "{\"\xEF\xAC\xB3\":1,\"\xF0\x9F\x98\x80\":2}",
+                        "[1,]",
+                        "[,1]",
+                        "{\"a\"}",
+                        "{\"a\":}",
+                        "{,}",
+                        "[",
+                        "]",
+                        "tru",
+                        "nul",
+                        "[1]]",
+                        "{} {}",
+                        "\"a",
+                        "9007199254740993",
+                        "123456789012345678",
+                        "1e21x",
+                        "[1 ,2]"}) {
+    EXPECT_FALSE(IsCanonicalJson(t)) << t;
+    EXPECT_FALSE(ReferenceIsCanonical(t)) << t;
+  }
+  // The same names sorted by UTF-16 code units (U+1F600 before U+FB33) are canonical.
+  EXPECT_TRUE(IsCanonicalJson("{\"\xF0\x9F\x98\x80\":2,\"\xEF\xAC\xB3\":1}"));
+  EXPECT_TRUE(IsCanonicalJson(R"({"a\"":1,"a#":2})"));  // '"' < '#' once decoded
+  EXPECT_FALSE(IsCanonicalJson(R"({"a#":2,"a\"":1})"));
+}
+
+// Random edits of canonical texts: the one-pass check and the reference agree on every one.
+TEST(JcsCheckTest, AgreesWithParseAndCanonicalizeOnMutations) {
+  const std::vector<std::string> seeds = {
+      Canon(R"({"numbers":[333333333.33333329,1E30,4.50,2e-3,1e-27,-12,0,1e21,1e-7,5e-324],
+               "string":"\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/","literals":[null,true,false],
+               "nested":{"z":[{},[]],"\u00e9":"\ud83d\ude00","\ufb33":"x"},"a\"b":"c\\d"})"),
+      Canon(R"({"seq":42,"time":"2026-11-27T21:01:25.000000001Z","log_id":"l","details":
+               {"version":3,"cached":true,"ratio":-0.25}})")};
+  static constexpr char kAlphabet[] =
+      "\"\\{}[],: 0123456789-+.eEabfnrtuzA\x7f\x01\x1f\xc3\xa9\xed\xa0\xef\xac\xf0\x9f\x98";
+  std::mt19937 rng(8785);
+  int canonical = 0;
+  for (const std::string& seed : seeds) {
+    for (int n = 0; n < 20000; ++n) {
+      std::string t = seed;
+      const int edits = 1 + static_cast<int>(rng() % 3);
+      for (int k = 0; k < edits && !t.empty(); ++k) {
+        const std::size_t at = rng() % t.size();
+        const char c = kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
+        switch (rng() % 3) {
+          case 0:
+            t[at] = c;
+            break;
+          case 1:
+            t.insert(t.begin() + static_cast<std::ptrdiff_t>(at), c);
+            break;
+          default:
+            t.erase(at, 1);
+        }
+      }
+      const bool want = ReferenceIsCanonical(t);
+      ASSERT_EQ(IsCanonicalJson(t), want) << t;
+      canonical += want ? 1 : 0;
+    }
+  }
+  EXPECT_GT(canonical, 100);
+}
+
+TEST(JcsCheckTest, MembersAndStringValues) {
+  std::vector<JcsMember> members;
+  ASSERT_TRUE(IsCanonicalJson(R"({"a":"x\"y\\z\n\u001f","b":{"c":[1,2]},"c":-1.5})", &members));
+  ASSERT_EQ(members.size(), 3u);
+  EXPECT_EQ(members[0].name, "a");
+  EXPECT_EQ(members[0].value, R"("x\"y\\z\n\u001f")");
+  EXPECT_EQ(members[1].value, R"({"c":[1,2]})");
+  EXPECT_EQ(members[2].value, "-1.5");
+  std::string value;
+  AppendJcsStringValue(members[0].value, value);
+  EXPECT_EQ(value, "x\"y\\z\n\x1f");
+  value.clear();
+  AppendJcsStringValue("\"\xC3\xA9\\t\"", value);
+  EXPECT_EQ(value, "\xC3\xA9\t");
+  // Not an object, or not canonical: no members.
+  EXPECT_TRUE(IsCanonicalJson("[1]", &members));
+  EXPECT_TRUE(members.empty());
+  EXPECT_FALSE(IsCanonicalJson(R"({"a":1,"b":01})", &members));
+  EXPECT_TRUE(members.empty());
+}
+
+TEST(JcsCheckTest, AppendJcsNumberMatchesSerialize) {
+  std::mt19937_64 rng(1);
+  std::string out;
+  for (int i = 0; i < 100000; ++i) {
+    const double d = std::bit_cast<double>(rng());
+    if (!std::isfinite(d)) continue;
+    out.clear();
+    ASSERT_TRUE(AppendJcsNumber(d, out).ok());
+    EXPECT_EQ(out, *SerializeJcsNumber(d));
+    // The text denotes d again, and is canonical.
+    double back = 0;
+    std::from_chars(out.data(), out.data() + out.size(), back);
+    EXPECT_EQ(back, d) << out;
+    EXPECT_TRUE(IsCanonicalJson(out)) << out;
+  }
+  EXPECT_FALSE(AppendJcsNumber(std::numeric_limits<double>::infinity(), out).ok());
 }
 
 }  // namespace

@@ -2,9 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <thread>
 
+#include "audit/event.h"
+#include "audit/verifier.h"
 #include "crypto/encoding.h"
+#include "crypto/signature.h"
+#include "server/audit_log/audit_log.h"
 #include "server/keyring/envelope.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/unit/keyring/hsm_decorators.h"
@@ -41,7 +47,12 @@ class KeyringTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     real_store_ = std::move(*s);
     store_ = std::make_unique<testing::FlakyStore>(*real_store_);
-    auto k = Keyring::Open(*hsm_, *store_, options_);
+    audit_log::AuditLogOptions audit_options;
+    audit_options.public_key_dir = token_->dir().path();
+    auto a = audit_log::AuditLog::Open(*store_, *real_hsm_, audit_options);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    audit_ = std::move(*a);
+    auto k = Keyring::Open(*hsm_, *store_, *audit_, options_);
     ASSERT_TRUE(k.ok()) << k.status().ToString();
     keyring_ = std::move(*k);
   }
@@ -49,6 +60,7 @@ class KeyringTest : public ::testing::Test {
   // A process restart: every object is dropped and rebuilt from the token and the database.
   void Restart() {
     keyring_.reset();
+    audit_.reset();
     store_.reset();
     real_store_.reset();
     hsm_.reset();
@@ -77,7 +89,22 @@ class KeyringTest : public ::testing::Test {
   std::unique_ptr<testing::CountingHsm> hsm_;
   std::unique_ptr<store::Store> real_store_;
   std::unique_ptr<testing::FlakyStore> store_;
+  std::unique_ptr<audit_log::AuditLog> audit_;
   std::unique_ptr<Keyring> keyring_;
+
+  // The audit events recorded so far, parsed, in seq order.
+  std::vector<audit::Event> AuditEvents() {
+    std::vector<audit::Event> events;
+    auto rows = store_->Query(
+        "SELECT body FROM audit_records WHERE kind = 'event' ORDER BY seq", {});
+    EXPECT_TRUE(rows.ok());
+    for (const auto& row : *rows) {
+      auto event = audit::ParseCanonicalEvent(*store::GetText(row, 0));
+      EXPECT_TRUE(event.ok());
+      if (event.ok()) events.push_back(std::move(*event));
+    }
+    return events;
+  }
 };
 
 TEST_F(KeyringTest, EncryptDecryptRoundTripForManySizes) {
@@ -386,7 +413,7 @@ TEST_F(KeyringTest, MissingMasterKeyIsRefusedWhenCreationIsOff) {
   keyring_.reset();
   options_.master_key_label = "lockbox/mkek/v9";
   options_.create_master_key = false;
-  auto k = Keyring::Open(*hsm_, *store_, options_);
+  auto k = Keyring::Open(*hsm_, *store_, *audit_, options_);
   ASSERT_FALSE(k.ok());
   EXPECT_EQ(k.status().code(), StatusCode::kNotFound);
 }
@@ -413,6 +440,90 @@ TEST_F(KeyringTest, ConcurrentUseDuringRotation) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(keyring_->ReadKey("app")->latest_version, 6u);
+}
+
+TEST_F(KeyringTest, EveryKeyEventIsAuditedAndTheChainVerifies) {
+  const Caller alice{"req-1", "token:acc-alice", "127.0.0.1"};
+  ASSERT_TRUE(keyring_->CreateKey("app", alice).ok());
+  auto ct = keyring_->Encrypt("app", AsBytes("top secret payload"), AsBytes("c"), 0, alice);
+  ASSERT_TRUE(ct.ok());
+  ASSERT_TRUE(keyring_->Decrypt("app", *ct, AsBytes("c"), alice).ok());
+  ASSERT_FALSE(keyring_->Decrypt("app", *ct, AsBytes("wrong"), alice).ok());
+  ASSERT_TRUE(keyring_->RotateKey("app", alice).ok());
+  ASSERT_TRUE(keyring_->Rewrap("app", *ct, AsBytes("c"), alice).ok());
+  ASSERT_TRUE(keyring_->GenerateDataKey("app", false, {}, 256, alice).ok());
+  ASSERT_TRUE(keyring_->SetMinVersions("app", 1, 0, alice).ok());
+  ASSERT_TRUE(keyring_->SetEnabled("app", false, alice).ok());
+  ASSERT_TRUE(keyring_->SetEnabled("app", true, alice).ok());
+  ASSERT_TRUE(keyring_->ScheduleDeletion("app", std::nullopt, alice).ok());
+  ASSERT_TRUE(keyring_->CancelDeletion("app", alice).ok());
+  ASSERT_TRUE(keyring_->ScheduleDeletion("app", std::nullopt, alice).ok());
+  now_ += hours(24 * 8);
+  ASSERT_TRUE(keyring_->DestroyKey("app", alice).ok());
+  ASSERT_FALSE(keyring_->CreateKey("bad name", alice).ok());
+
+  const std::vector<std::pair<std::string, audit::Outcome>> expected = {
+      {"keyring.create", audit::Outcome::kOk},
+      {"keyring.encrypt", audit::Outcome::kOk},
+      {"keyring.decrypt", audit::Outcome::kOk},
+      {"keyring.decrypt", audit::Outcome::kError},
+      {"keyring.rotate", audit::Outcome::kOk},
+      {"keyring.rewrap", audit::Outcome::kOk},
+      {"keyring.datakey", audit::Outcome::kOk},
+      {"keyring.config", audit::Outcome::kOk},
+      {"keyring.disable", audit::Outcome::kOk},
+      {"keyring.enable", audit::Outcome::kOk},
+      {"keyring.schedule_deletion", audit::Outcome::kOk},
+      {"keyring.cancel_deletion", audit::Outcome::kOk},
+      {"keyring.schedule_deletion", audit::Outcome::kOk},
+      {"keyring.destroy", audit::Outcome::kOk},
+      {"keyring.create", audit::Outcome::kError},
+  };
+  const auto events = AuditEvents();
+  ASSERT_EQ(events.size(), expected.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(events[i].op, expected[i].first);
+    EXPECT_EQ(events[i].outcome, expected[i].second);
+    EXPECT_EQ(events[i].actor, "token:acc-alice");
+    EXPECT_EQ(events[i].request_id, "req-1");
+    EXPECT_EQ(events[i].seq, i + 1);
+  }
+  EXPECT_EQ(events[0].path, "app");
+  EXPECT_EQ(events[4].details.at("version"), 2);
+  EXPECT_FALSE(events[3].reason.empty());
+
+  // Nothing secret in the log: no plaintext, no ciphertext-derived plaintext.
+  auto rows = store_->Query("SELECT body FROM audit_records", {});
+  for (const auto& row : *rows) {
+    EXPECT_EQ(store::GetText(row, 0)->find("top secret"), std::string::npos);
+  }
+
+  // The chain an auditor would check offline verifies with the published public key.
+  std::ifstream pem_file(token_->dir().file("audit-public-key.pem"));
+  const std::string pem((std::istreambuf_iterator<char>(pem_file)), {});
+  auto key = crypto::PublicKey::FromPem(pem);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  auto summary = audit::VerifyDatabase(token_->dir().file("lockbox.db"), *key, std::nullopt);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->events, expected.size());
+}
+
+TEST_F(KeyringTest, AuditFailureFailsClosedWithoutResults) {
+  ASSERT_TRUE(keyring_->CreateKey("app").ok());
+  const std::string ct = MustEncrypt("app", "x");
+  const auto before = AuditEvents().size();
+  store_->fail_commits = true;
+  auto enc = keyring_->Encrypt("app", AsBytes("x"));
+  ASSERT_FALSE(enc.ok());
+  EXPECT_EQ(enc.status().code(), StatusCode::kUnavailable);
+  auto dec = keyring_->Decrypt("app", ct);
+  ASSERT_FALSE(dec.ok());
+  EXPECT_EQ(dec.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(keyring_->GenerateDataKey("app", true).status().code(), StatusCode::kUnavailable);
+  store_->fail_commits = false;
+  EXPECT_EQ(AuditEvents().size(), before);
+  EXPECT_EQ(DecryptText("app", ct).value(), "x");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -645,6 +646,153 @@ TEST(StoreFaultTest, WholeBatchIsUnavailableWhenCommitFails) {
   const CommitStats after = store->stats();
   EXPECT_EQ(after.units - before.units, 4u);
   EXPECT_EQ(after.batches - before.batches, 1u);  // the gate's batch only
+  EXPECT_TRUE(ItemIds(*store).empty());
+}
+
+// ---- Undo callbacks (Transaction::OnRollback) ---------------------------------------------
+
+TEST_F(StoreTest, FailingUnitRunsOnlyItsOwnUndosNewestFirst) {
+  // Touched only on the writer thread while units run; read after Commit() returned.
+  std::vector<std::string> undone;
+  std::vector<UnitOfWork> units;
+  units.push_back([&](Transaction& tx) {
+    tx.OnRollback([&] { undone.push_back("ok unit"); });
+    return InsertItem(tx, 1, "one");
+  });
+  units.push_back([&](Transaction& tx) -> Status {
+    tx.OnRollback([&] { undone.push_back("failing 1"); });
+    LOCKBOX_RETURN_IF_ERROR(InsertItem(tx, 2, "two"));
+    tx.OnRollback([&] { undone.push_back("failing 2"); });
+    return AbortedError("cas mismatch");
+  });
+  units.push_back([&](Transaction& tx) -> Status {
+    tx.OnRollback([&] { undone.push_back("throwing"); });
+    throw std::runtime_error("boom");
+  });
+  units.push_back([&](Transaction& tx) {
+    tx.OnRollback([&] { undone.push_back("ok unit 2"); });
+    return InsertItem(tx, 3, "three");
+  });
+  const std::vector<Status> results = RunInOneBatch(*store_, std::move(units));
+  EXPECT_TRUE(results[0].ok());
+  EXPECT_EQ(results[1], AbortedError("cas mismatch"));
+  EXPECT_EQ(results[2].code(), StatusCode::kInternal);
+  EXPECT_TRUE(results[3].ok());
+  // Units of one batch run in queue order, which depends on thread scheduling: compare as sets,
+  // and check the failing unit's own pair ran newest first.
+  std::multiset<std::string> got(undone.begin(), undone.end());
+  EXPECT_EQ(got, (std::multiset<std::string>{"failing 1", "failing 2", "throwing"}));
+  const auto first = std::find(undone.begin(), undone.end(), "failing 2");
+  const auto second = std::find(undone.begin(), undone.end(), "failing 1");
+  ASSERT_NE(first, undone.end());
+  EXPECT_EQ(second, first + 1);
+  EXPECT_EQ(ItemIds(*store_), (std::set<std::int64_t>{1, 3}));
+}
+
+TEST_F(StoreTest, CommittedUnitsRunNoUndoAndReadsIgnoreOnRollback) {
+  int undone = 0;
+  for (std::int64_t i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(store_
+                    ->Commit([&, i](Transaction& tx) {
+                      tx.OnRollback([&] { ++undone; });
+                      return InsertItem(tx, i, "n" + std::to_string(i));
+                    })
+                    .ok());
+  }
+  // A later failing unit must not run the undos of earlier, committed batches.
+  EXPECT_FALSE(store_->Commit([](Transaction& tx) { return InsertItem(tx, 1, "dup"); }).ok());
+  EXPECT_EQ(undone, 0);
+  Status s = store_->Read([&](Transaction& tx) -> Status {
+    tx.OnRollback([&] { ++undone; });
+    return NotFoundError("reader fails");
+  });
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_EQ(undone, 0);
+  EXPECT_EQ(CountItems(*store_), 3);
+}
+
+TEST(StoreFaultTest, FailedBatchCommitRunsTheUndosOfEveryUnitNewestFirst) {
+  TempDir dir;
+  FaultGuard guard;
+  SqliteOptions options;
+  options.path = dir.file("f.db");
+  options.vfs = testing::FaultVfsName();
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->Migrate(TestMigrations()).ok());
+  // Writer-thread only while units run; read after every Commit() returned.
+  std::vector<std::int64_t> ran;
+  std::vector<std::int64_t> undone;
+  int gate_undone = 0;
+  std::vector<UnitOfWork> units;
+  for (std::int64_t i = 1; i <= 3; ++i) {
+    units.push_back([&, i](Transaction& tx) {
+      ran.push_back(i);
+      tx.OnRollback([&, i] { undone.push_back(i); });
+      tx.OnRollback([&, i] { undone.push_back(-i); });
+      return InsertItem(tx, i, "x" + std::to_string(i));
+    });
+  }
+  std::latch gate_running(1);
+  std::thread gate([&] {
+    Status s = store->Commit([&](Transaction& tx) {
+      tx.OnRollback([&] { ++gate_undone; });
+      gate_running.count_down();
+      WaitUntilQueued(*store, 3);
+      testing::SetFailSyncs(true);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  });
+  gate_running.wait();
+  std::vector<Status> results(3);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] { results[i] = store->Commit(std::move(units[i])); });
+  }
+  for (auto& t : threads) t.join();
+  gate.join();
+  testing::SetFailSyncs(false);
+  for (const Status& s : results) EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_EQ(gate_undone, 0);  // the gate's batch committed
+  // Newest first across the batch: the last unit's second callback, then its first, ...
+  ASSERT_EQ(ran.size(), 3u);
+  std::vector<std::int64_t> expected;
+  for (auto it = ran.rbegin(); it != ran.rend(); ++it) {
+    expected.push_back(-*it);
+    expected.push_back(*it);
+  }
+  EXPECT_EQ(undone, expected);
+  EXPECT_TRUE(ItemIds(*store).empty());
+  // The next batch starts clean: nothing is undone again.
+  undone.clear();
+  ASSERT_TRUE(store
+                  ->Commit([&](Transaction& tx) {
+                    tx.OnRollback([&] { undone.push_back(99); });
+                    return InsertItem(tx, 9, "after");
+                  })
+                  .ok());
+  EXPECT_TRUE(undone.empty());
+}
+
+TEST(StoreFaultTest, FailingWritesRunTheUnitsUndoOnce) {
+  // Writes fail (in WAL mode usually at COMMIT): the unit's undo runs exactly once.
+  TempDir dir;
+  FaultGuard guard;
+  SqliteOptions options;
+  options.path = dir.file("f.db");
+  options.vfs = testing::FaultVfsName();
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store->Migrate(TestMigrations()).ok());
+  int undone = 0;
+  testing::SetFailWrites(true);
+  Status s = store->Commit([&](Transaction& tx) {
+    tx.OnRollback([&] { ++undone; });
+    return InsertItem(tx, 1, "x");
+  });
+  testing::SetFailWrites(false);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  // Whether the write failed at a statement (unit error) or at COMMIT, the undo ran exactly once.
+  EXPECT_EQ(undone, 1);
   EXPECT_TRUE(ItemIds(*store).empty());
 }
 
