@@ -27,10 +27,7 @@ using namespace lockbox;
 // One SoftHSM2 token, one store, one audit log for the whole run (the token is per process).
 struct Fixture {
   Fixture() {
-    hsm::HsmConfig config;
-    config.module_path = token.module_path();
-    config.token_label = token.label();
-    config.pin_file = token.pin_file();
+    const hsm::HsmConfig config = token.hsm_config();
     hsm = std::move(hsm::Hsm::Open(config).value());
     store::SqliteOptions store_options;
     store_options.path = token.dir().file("audit-bench.db");

@@ -32,10 +32,7 @@ class NullEventLog : public audit_log::EventLog {
 // the cache on and the real audit log.
 struct Fixture {
   Fixture() {
-    hsm::HsmConfig config;
-    config.module_path = token.module_path();
-    config.token_label = token.label();
-    config.pin_file = token.pin_file();
+    const hsm::HsmConfig config = token.hsm_config();
     hsm = std::move(hsm::Hsm::Open(config).value());
     store::SqliteOptions store_options;
     store_options.path = token.dir().file("bench.db");

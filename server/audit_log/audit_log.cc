@@ -269,6 +269,7 @@ Status AuditLog::Impl::Append(store::Transaction& tx, audit::Event event) {
                     seq - checkpointed_seq == options.checkpoint_every_events;
   lock.unlock();
   // Undos run newest first, so each restores exactly the head it found.
+  if (options.on_records_committed) tx.OnCommit(options.on_records_committed);
   tx.OnRollback([this, previous_seq, previous_hash, pos] {
     std::lock_guard<std::mutex> undo_lock(mu);
     seq = previous_seq;
@@ -299,6 +300,7 @@ StatusOr<std::string> AuditLog::Impl::WriteCheckpoint(audit::CheckpointKind kind
             .WithContext("audit log: write checkpoint"));
     next_pos = pos + 1;
     lock.unlock();
+    if (options.on_records_committed) tx.OnCommit(options.on_records_committed);
     tx.OnRollback([this, pos] {
       std::lock_guard<std::mutex> undo_lock(mu);
       next_pos = pos;

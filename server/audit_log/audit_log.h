@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,9 @@ struct AuditLogOptions {
   std::chrono::milliseconds checkpoint_every{10'000};
   // Where audit-public-key.pem and audit-public-key.jwk are written (empty: not written).
   std::filesystem::path public_key_dir;
+  // Called (on the store's writer thread) whenever events or checkpoints have committed, e.g. to
+  // wake the SIEM forwarders (siem::Forwarder::Notify). Must be cheap and must not block.
+  std::function<void()> on_records_committed;
 };
 
 struct Head {

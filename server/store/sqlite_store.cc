@@ -336,9 +336,11 @@ void RunUndos(UndoList& undos, std::size_t from = 0) {
 
 class ConnTransaction final : public Transaction {
  public:
-  // `undos`: where OnRollback() registers callbacks (the writer's batch list); null for readers.
-  ConnTransaction(Connection& conn, Mode mode, UndoList* undos = nullptr)
-      : conn_(conn), mode_(mode), undos_(undos) {}
+  // `undos`, `commit_hooks`: where OnRollback() and OnCommit() register callbacks (the writer's
+  // batch lists); null for readers.
+  ConnTransaction(Connection& conn, Mode mode, UndoList* undos = nullptr,
+                  UndoList* commit_hooks = nullptr)
+      : conn_(conn), mode_(mode), undos_(undos), commit_hooks_(commit_hooks) {}
   StatusOr<std::int64_t> Execute(std::string_view sql, const std::vector<Value>& params) override {
     return conn_.Execute(sql, params, mode_);
   }
@@ -349,11 +351,15 @@ class ConnTransaction final : public Transaction {
   void OnRollback(std::function<void()> undo) override {
     if (undos_ != nullptr && undo) undos_->push_back(std::move(undo));
   }
+  void OnCommit(std::function<void()> done) override {
+    if (commit_hooks_ != nullptr && done) commit_hooks_->push_back(std::move(done));
+  }
 
  private:
   Connection& conn_;
   Mode mode_;
   UndoList* undos_;
+  UndoList* commit_hooks_;
 };
 
 class SqliteStore;
@@ -435,6 +441,7 @@ class SqliteStore final : public Store {
 
   // Undo callbacks registered by the units of the running batch (writer thread only).
   UndoList undos_;
+  UndoList commit_hooks_;  // OnCommit callbacks of the current batch
 
   const std::size_t max_batch_units_;
 
@@ -551,7 +558,7 @@ void SqliteStore::WriterLoop() {
 }
 
 Status SqliteStore::RunUnit(const UnitOfWork& unit) {
-  ConnTransaction tx(*writer_, Mode::kUnit, &undos_);
+  ConnTransaction tx(*writer_, Mode::kUnit, &undos_, &commit_hooks_);
   try {
     return unit(tx);
   } catch (...) {
@@ -563,6 +570,7 @@ Status SqliteStore::RunUnit(const UnitOfWork& unit) {
 void SqliteStore::FailBatch(const std::vector<Job*>& batch, const Status& cause) {
   writer_->RollbackQuietly();
   RunUndos(undos_);  // every unit of the batch, newest first
+  commit_hooks_.clear();
   const Status failed = UnavailableError("store: transaction not committed: " + cause.message());
   for (Job* job : batch) job->result = failed;
 }
@@ -570,10 +578,12 @@ void SqliteStore::FailBatch(const std::vector<Job*>& batch, const Status& cause)
 void SqliteStore::RunBatch(const std::vector<Job*>& batch) {
   units_.fetch_add(batch.size(), std::memory_order_relaxed);
   undos_.clear();
+  commit_hooks_.clear();
   if (Status s = writer_->Internal("BEGIN IMMEDIATE"); !s.ok()) return FailBatch(batch, s);
   for (Job* job : batch) {
     if (Status s = writer_->Internal("SAVEPOINT u"); !s.ok()) return FailBatch(batch, s);
     const std::size_t unit_undos = undos_.size();
+    const std::size_t unit_hooks = commit_hooks_.size();
     Status result = RunUnit(job->unit);
     if (!writer_->in_transaction()) {
       // SQLite rolled the whole transaction back (I/O error, disk full): the batch is lost.
@@ -583,6 +593,7 @@ void SqliteStore::RunBatch(const std::vector<Job*>& batch) {
       if (Status s = writer_->Internal("RELEASE u"); !s.ok()) return FailBatch(batch, s);
     } else {
       RunUndos(undos_, unit_undos);  // this unit's only, newest first
+      commit_hooks_.resize(unit_hooks);
       if (Status s = writer_->Internal("ROLLBACK TO u"); !s.ok()) return FailBatch(batch, s);
       if (Status s = writer_->Internal("RELEASE u"); !s.ok()) return FailBatch(batch, s);
     }
@@ -590,6 +601,13 @@ void SqliteStore::RunBatch(const std::vector<Job*>& batch) {
   }
   if (Status s = writer_->Internal("COMMIT"); !s.ok()) return FailBatch(batch, s);
   undos_.clear();  // committed: nothing to undo
+  for (auto& done : commit_hooks_) {
+    try {
+      done();
+    } catch (...) {
+    }
+  }
+  commit_hooks_.clear();
   batches_.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t n = batch.size();
   std::uint64_t max = max_batch_.load(std::memory_order_relaxed);

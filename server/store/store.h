@@ -52,6 +52,10 @@ class Transaction {
   // dropped, unrun, once the batch has committed. An undo must not throw (exceptions are
   // swallowed) and must not call Commit(). On a Read() transaction this does nothing.
   virtual void OnRollback(std::function<void()> undo) = 0;
+  // Registers `done`, run on the writer thread once the unit's batch has committed durably (not
+  // if the unit or its batch rolls back). For cheap notifications only (e.g. waking a forwarder):
+  // it must not block or call Commit(). On a Read() transaction this does nothing.
+  virtual void OnCommit(std::function<void()> done) = 0;
 };
 
 // A unit of work: runs on the writer thread inside the batch transaction under its own

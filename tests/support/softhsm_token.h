@@ -7,6 +7,7 @@
 #include <string>
 
 #include "crypto/status.h"
+#include "hsm/hsm.h"
 #include "tests/support/temp_dir.h"
 
 namespace lockbox::testing {
@@ -23,6 +24,14 @@ class SoftHsmToken {
   const std::string& conf_file() const { return conf_file_; }
   const std::string& module_path() const { return module_path_; }
   const TempDir& dir() const { return dir_; }
+  // What Hsm::Open needs to reach this token.
+  hsm::HsmConfig hsm_config() const {
+    hsm::HsmConfig config;
+    config.module_path = module_path_;
+    config.token_label = label_;
+    config.pin_file = pin_file_;
+    return config;
+  }
 
  private:
   TempDir dir_;

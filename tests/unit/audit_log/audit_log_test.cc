@@ -16,8 +16,8 @@
 #include "audit/verifier.h"
 #include "crypto/jwk.h"
 #include "crypto/signature.h"
+#include "tests/support/flaky_store.h"
 #include "tests/support/softhsm_token.h"
-#include "tests/unit/audit_log/flaky_store.h"
 #include "tests/unit/store/fault_vfs.h"
 
 namespace lockbox::audit_log {
@@ -67,10 +67,7 @@ class AuditLogTest : public ::testing::Test {
   }
 
   void OpenHsmAndStore(const std::string& vfs = "") {
-    hsm::HsmConfig config;
-    config.module_path = token_->module_path();
-    config.token_label = token_->label();
-    config.pin_file = token_->pin_file();
+    const hsm::HsmConfig config = token_->hsm_config();
     auto h = hsm::Hsm::Open(config);
     ASSERT_TRUE(h.ok()) << h.status().ToString();
     hsm_ = std::move(*h);
@@ -211,6 +208,29 @@ TEST_F(AuditLogTest, Ed25519SigningKeyUsesEdDsa) {
 }
 
 // ---- Appending inside units -----------------------------------------------------------------
+
+TEST_F(AuditLogTest, CommittedRecordsWakeTheForwarderHook) {
+  log_.reset();
+  std::atomic<int> wakes{0};
+  options_.on_records_committed = [&] { ++wakes; };
+  auto log = AuditLog::Open(*store_, *hsm_, options_);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  log_ = std::move(*log);
+  const int after_start = wakes.load();
+  EXPECT_GE(after_start, 1);  // the start checkpoint
+  ASSERT_TRUE(log_->Record(MakeEvent("op")).ok());
+  EXPECT_EQ(wakes.load(), after_start + 1);
+  // An event whose unit rolls back wakes nobody.
+  EXPECT_FALSE(store_
+                   ->Commit([&](store::Transaction& tx) -> Status {
+                     LOCKBOX_RETURN_IF_ERROR(log_->Append(tx, MakeEvent("op")));
+                     return AbortedError("the state change failed");
+                   })
+                   .ok());
+  EXPECT_EQ(wakes.load(), after_start + 1);
+  ASSERT_TRUE(log_->WriteCheckpoint(audit::CheckpointKind::kPeriodic).ok());
+  EXPECT_EQ(wakes.load(), after_start + 2);
+}
 
 TEST_F(AuditLogTest, EventsCommitWithTheirStateChange) {
   for (std::int64_t i = 1; i <= 3; ++i) {
@@ -438,7 +458,7 @@ TEST_F(AuditLogTest, HmacHidesTheValueAndIsStablePerLog) {
 TEST_F(AuditLogTest, StoreFailureFailsRecordAndHeadStays) {
   ASSERT_TRUE(log_->Record(MakeEvent("ok")).ok());
   log_.reset();
-  testing::FailingStore flaky(*store_);
+  testing::FlakyStore flaky(*store_);
   auto log = AuditLog::Open(flaky, *hsm_, options_);
   ASSERT_TRUE(log.ok()) << log.status().ToString();
   log_ = std::move(*log);

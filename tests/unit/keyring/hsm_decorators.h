@@ -1,4 +1,4 @@
-// Test decorators around the real HSM and store: count calls and inject outages.
+// Test decorator around the real HSM: counts calls and injects outages.
 #pragma once
 
 #include <atomic>
@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "hsm/hsm.h"
-#include "server/store/store.h"
 
 namespace lockbox::testing {
 
@@ -87,26 +86,6 @@ class CountingHsm : public hsm::Hsm {
  private:
   static Status Down() { return UnavailableError("C_Encrypt: CKR_DEVICE_REMOVED"); }
   hsm::Hsm& inner_;
-};
-
-// Forwards to a real store; while `fail_commits` is set every Commit fails as a full disk would.
-class FlakyStore : public store::Store {
- public:
-  explicit FlakyStore(store::Store& inner) : inner_(inner) {}
-  std::atomic<bool> fail_commits{false};
-
-  Status Migrate(const std::vector<store::Migration>& m) override { return inner_.Migrate(m); }
-  Status Commit(store::UnitOfWork unit) override {
-    if (fail_commits) return UnavailableError("store: database or disk is full");
-    return inner_.Commit(std::move(unit));
-  }
-  Status Read(const std::function<Status(store::Transaction&)>& reader) override {
-    return inner_.Read(reader);
-  }
-  store::CommitStats stats() const override { return inner_.stats(); }
-
- private:
-  store::Store& inner_;
 };
 
 }  // namespace lockbox::testing

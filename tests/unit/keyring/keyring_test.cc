@@ -12,6 +12,7 @@
 #include "crypto/signature.h"
 #include "server/audit_log/audit_log.h"
 #include "server/keyring/envelope.h"
+#include "tests/support/flaky_store.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/unit/keyring/hsm_decorators.h"
 
@@ -33,10 +34,7 @@ class KeyringTest : public ::testing::Test {
   }
 
   void Open() {
-    hsm::HsmConfig config;
-    config.module_path = token_->module_path();
-    config.token_label = token_->label();
-    config.pin_file = token_->pin_file();
+    const hsm::HsmConfig config = token_->hsm_config();
     auto h = hsm::Hsm::Open(config);
     ASSERT_TRUE(h.ok()) << h.status().ToString();
     real_hsm_ = std::move(*h);
@@ -95,8 +93,8 @@ class KeyringTest : public ::testing::Test {
   // The audit events recorded so far, parsed, in seq order.
   std::vector<audit::Event> AuditEvents() {
     std::vector<audit::Event> events;
-    auto rows = store_->Query(
-        "SELECT body FROM audit_records WHERE kind = 'event' ORDER BY seq", {});
+    auto rows =
+        store_->Query("SELECT body FROM audit_records WHERE kind = 'event' ORDER BY seq", {});
     EXPECT_TRUE(rows.ok());
     for (const auto& row : *rows) {
       auto event = audit::ParseCanonicalEvent(*store::GetText(row, 0));

@@ -711,6 +711,32 @@ TEST_F(StoreTest, CommittedUnitsRunNoUndoAndReadsIgnoreOnRollback) {
   EXPECT_EQ(CountItems(*store_), 3);
 }
 
+TEST_F(StoreTest, CommitHooksRunOnlyForUnitsThatCommitted) {
+  int committed = 0;
+  ASSERT_TRUE(store_
+                  ->Commit([&](Transaction& tx) {
+                    tx.OnCommit([&] { ++committed; });
+                    return InsertItem(tx, 1, "a");
+                  })
+                  .ok());
+  EXPECT_EQ(committed, 1);  // ran before Commit() returned
+  // A unit that fails after registering its hook: the hook never runs.
+  EXPECT_FALSE(store_
+                   ->Commit([&](Transaction& tx) {
+                     tx.OnCommit([&] { ++committed; });
+                     return InsertItem(tx, 1, "duplicate key");
+                   })
+                   .ok());
+  EXPECT_EQ(committed, 1);
+  ASSERT_TRUE(store_
+                  ->Read([&](Transaction& tx) -> Status {
+                    tx.OnCommit([&] { ++committed; });
+                    return Status::Ok();
+                  })
+                  .ok());
+  EXPECT_EQ(committed, 1);
+}
+
 TEST(StoreFaultTest, FailedBatchCommitRunsTheUndosOfEveryUnitNewestFirst) {
   TempDir dir;
   FaultGuard guard;

@@ -11,9 +11,9 @@
 
 namespace lockbox::testing {
 
-class FailingStore : public store::Store {
+class FlakyStore : public store::Store {
  public:
-  explicit FailingStore(store::Store& inner) : inner_(inner) {}
+  explicit FlakyStore(store::Store& inner) : inner_(inner) {}
   std::atomic<bool> fail_commits{false};
 
   Status Migrate(const std::vector<store::Migration>& m) override { return inner_.Migrate(m); }
