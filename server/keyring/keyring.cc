@@ -159,11 +159,11 @@ struct Keyring::Impl {
     keys[entry->name] = std::move(entry);
   }
 
-  // The MKEK's handle, looked up again after the HSM was re-initialised.
+  // The MKEK's handle (the Hsm keeps handles valid across its own re-initialisations).
   StatusOr<hsm::KeyHandle> MasterKey(const std::string& label) {
     std::lock_guard lock(master_mu);
     auto it = master_keys.find(label);
-    if (it != master_keys.end() && it->second.generation == hsm.generation()) return it->second;
+    if (it != master_keys.end()) return it->second;
     LOCKBOX_ASSIGN_OR_RETURN(hsm::KeyHandle handle, hsm.FindSecretKey(label));
     master_keys[label] = handle;
     return handle;
@@ -171,7 +171,7 @@ struct Keyring::Impl {
 
   StatusOr<hsm::KeyHandle> Kek(const VersionEntry& v, bool refresh) {
     std::lock_guard lock(v.kek_mu);
-    if (!refresh && v.kek && v.kek->generation == hsm.generation()) return *v.kek;
+    if (!refresh && v.kek) return *v.kek;
     LOCKBOX_ASSIGN_OR_RETURN(hsm::KeyHandle mkek, MasterKey(v.master_key_label));
     auto unwrapped = hsm.UnwrapKey(mkek, v.wrapped_kek);
     if (!unwrapped.ok()) return unwrapped.status().WithContext("unwrap key-encryption key");
@@ -179,7 +179,8 @@ struct Keyring::Impl {
     return *unwrapped;
   }
 
-  // Runs an HSM operation with the version's KEK; a stale handle is re-unwrapped once.
+  // Runs an HSM operation with the version's KEK; if the KEK object is gone (destroyed behind
+  // our back) it is unwrapped again once.
   template <typename Op>
   auto WithKek(const VersionEntry& v, Op op) -> decltype(op(hsm::KeyHandle{})) {
     LOCKBOX_ASSIGN_OR_RETURN(hsm::KeyHandle kek, Kek(v, false));
@@ -599,7 +600,7 @@ Status Keyring::DestroyKey(std::string_view name, const Caller& caller) {
     impl_->cache.EvictKey(k->name);
     for (const auto& v : k->versions) {
       std::lock_guard lock(v->kek_mu);
-      if (v->kek && v->kek->generation == impl_->hsm.generation()) {
+      if (v->kek) {
         // A failure leaves only a session object, which dies with the HSM session anyway; the
         // wrapped KEK is already gone, so it can never be recreated.
         (void)impl_->hsm.DestroyObject(*v->kek);

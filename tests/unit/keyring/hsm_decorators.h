@@ -17,6 +17,7 @@ class CountingHsm : public hsm::Hsm {
 
   std::atomic<int> wraps{0}, unwraps{0}, kek_unwraps{0}, kek_generations{0};
   std::atomic<bool> down{false};
+  hsm::KeyHandle last_unwrapped_key;  // the newest KEK handle UnwrapKey returned
 
   std::uint64_t generation() const override { return inner_.generation(); }
   StatusOr<hsm::KeyHandle> GenerateMasterKey(std::string_view label) override {
@@ -36,7 +37,9 @@ class CountingHsm : public hsm::Hsm {
                                      std::span<const std::uint8_t> wrapped) override {
     if (down) return Down();
     ++kek_unwraps;
-    return inner_.UnwrapKey(k, wrapped);
+    auto handle = inner_.UnwrapKey(k, wrapped);
+    if (handle.ok()) last_unwrapped_key = *handle;
+    return handle;
   }
   StatusOr<std::vector<std::uint8_t>> WrapData(const hsm::KeyHandle& k,
                                                std::span<const std::uint8_t> data,

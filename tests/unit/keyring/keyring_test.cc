@@ -341,6 +341,17 @@ TEST_F(KeyringTest, CacheMissAfterRestartUnwrapsOnceThenHits) {
   EXPECT_EQ(hsm_->unwraps.load(), 1);
 }
 
+TEST_F(KeyringTest, KekDestroyedBehindItsBackIsUnwrappedAgain) {
+  options_.dek_cache.enabled = false;
+  Restart();
+  ASSERT_TRUE(keyring_->CreateKey("app").ok());
+  const std::string ct = MustEncrypt("app", "x");
+  ASSERT_EQ(hsm_->kek_unwraps.load(), 1);
+  ASSERT_TRUE(real_hsm_->DestroyObject(hsm_->last_unwrapped_key).ok());
+  EXPECT_EQ(DecryptText("app", ct).value(), "x");
+  EXPECT_EQ(hsm_->kek_unwraps.load(), 2);
+}
+
 TEST_F(KeyringTest, DataKeysPlaintextAndWrappedOnly) {
   ASSERT_TRUE(keyring_->CreateKey("app").ok());
   auto dk = keyring_->GenerateDataKey("app", true, AsBytes("c"), 256);
