@@ -23,29 +23,25 @@ constexpr DecodeTable kStdTable = MakeDecodeTable(kStdAlphabet);
 constexpr DecodeTable kUrlTable = MakeDecodeTable(kUrlAlphabet);
 
 std::string Encode(std::span<const std::uint8_t> data, const char* alphabet, bool pad) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    const std::uint32_t v = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8) |
-                            std::uint32_t{data[i + 2]};
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
+  const std::size_t full = data.size() / 3;
+  const std::size_t rest = data.size() - full * 3;
+  std::string out((full + (rest != 0 ? 1 : 0)) * 4, '=');
+  char* o = out.data();
+  const std::uint8_t* in = data.data();
+  for (std::size_t q = 0; q < full; ++q, in += 3, o += 4) {
+    const std::uint32_t v = (std::uint32_t{in[0]} << 16) | (std::uint32_t{in[1]} << 8) | in[2];
+    o[0] = alphabet[(v >> 18) & 63];
+    o[1] = alphabet[(v >> 12) & 63];
+    o[2] = alphabet[(v >> 6) & 63];
+    o[3] = alphabet[v & 63];
   }
-  const std::size_t rest = data.size() - i;
-  if (rest == 1) {
-    const std::uint32_t v = std::uint32_t{data[i]} << 16;
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    if (pad) out += "==";
-  } else if (rest == 2) {
-    const std::uint32_t v = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    if (pad) out += '=';
+  if (rest != 0) {
+    const std::uint32_t v =
+        (std::uint32_t{in[0]} << 16) | (rest == 2 ? std::uint32_t{in[1]} << 8 : 0);
+    o[0] = alphabet[(v >> 18) & 63];
+    o[1] = alphabet[(v >> 12) & 63];
+    if (rest == 2) o[2] = alphabet[(v >> 6) & 63];
+    if (!pad) out.resize(out.size() - (3 - rest));
   }
   return out;
 }
@@ -56,23 +52,39 @@ std::string Encode(std::span<const std::uint8_t> data, const char* alphabet, boo
 StatusOr<std::vector<std::uint8_t>> DecodeUnpadded(std::string_view text, const DecodeTable& table,
                                                    std::string_view name) {
   if (text.size() % 4 == 1) return InvalidArgumentError(std::string(name) + ": invalid length");
-  std::vector<std::uint8_t> out;
-  out.reserve(text.size() / 4 * 3 + 2);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : text) {
-    const std::uint8_t v = table[static_cast<unsigned char>(c)];
-    if (v == kInvalid) return InvalidArgumentError(std::string(name) + ": invalid character");
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<std::uint8_t>(acc >> bits));
-      acc &= (1u << bits) - 1;
-    }
+  const std::size_t full = text.size() / 4;
+  const std::size_t rest = text.size() % 4;  // 0, 2 or 3 characters in the last quantum
+  std::vector<std::uint8_t> out(full * 3 + (rest == 0 ? 0 : rest - 1));
+  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
+  std::uint8_t* o = out.data();
+  // Whole quanta: four characters to three bytes; an invalid character sets the high bits of
+  // `bad`, checked once at the end (the table maps them to 0xff).
+  std::uint32_t bad = 0;
+  for (std::size_t q = 0; q < full; ++q, in += 4, o += 3) {
+    const std::uint32_t a = table[in[0]], b = table[in[1]], c = table[in[2]], d = table[in[3]];
+    bad |= a | b | c | d;
+    const std::uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
+    o[0] = static_cast<std::uint8_t>(v >> 16);
+    o[1] = static_cast<std::uint8_t>(v >> 8);
+    o[2] = static_cast<std::uint8_t>(v);
   }
-  // 2 or 4 bits left over after a partial quantum: they must be zero (canonical encoding).
-  if (acc != 0) return InvalidArgumentError(std::string(name) + ": non-zero trailing bits");
+  std::uint32_t tail = 0;
+  for (std::size_t i = 0; i < rest; ++i) {
+    const std::uint32_t v = table[in[i]];
+    bad |= v;
+    tail = (tail << 6) | (v & 63);
+  }
+  if (bad & 0xc0) return InvalidArgumentError(std::string(name) + ": invalid character");
+  if (rest == 2) {
+    // 12 bits: one byte and 4 trailing bits that must be zero (canonical encoding).
+    if (tail & 0xf) return InvalidArgumentError(std::string(name) + ": non-zero trailing bits");
+    o[0] = static_cast<std::uint8_t>(tail >> 4);
+  } else if (rest == 3) {
+    // 18 bits: two bytes and 2 trailing bits that must be zero.
+    if (tail & 0x3) return InvalidArgumentError(std::string(name) + ": non-zero trailing bits");
+    o[0] = static_cast<std::uint8_t>(tail >> 10);
+    o[1] = static_cast<std::uint8_t>(tail >> 2);
+  }
   return out;
 }
 

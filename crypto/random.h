@@ -1,4 +1,5 @@
-// Cryptographically secure random bytes (libsodium randombytes_buf, backed by getrandom(2)).
+// Cryptographically secure random bytes: OpenSSL's DRBG (seeded from getrandom(2)); small requests
+// come from a per-thread pool in locked memory, discarded in fork children.
 // Thread-safe.
 #pragma once
 

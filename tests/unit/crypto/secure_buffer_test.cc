@@ -1,6 +1,8 @@
 #include "crypto/secure_buffer.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <utility>
@@ -100,6 +102,45 @@ TEST(SecureBufferTest, RandomVectorsDiffer) {
   EXPECT_EQ(b.size(), 32u);
   EXPECT_NE(a, b);
   EXPECT_TRUE(RandomVector(0).empty());
+}
+
+}  // namespace
+}  // namespace lockbox::crypto
+
+namespace lockbox::crypto {
+namespace {
+
+// The per-thread random pool is copied into a fork child: the child must not hand out the bytes
+// its parent is about to use.
+TEST(RandomTest, ForkChildDoesNotRepeatItsParentsBytes) {
+  (void)RandomVector(16);  // the pool now holds unused bytes
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const auto bytes = RandomVector(32);
+    const bool ok = write(fds[1], bytes.data(), bytes.size()) == 32;
+    _exit(ok ? 0 : 1);
+  }
+  close(fds[1]);
+  const auto parent = RandomVector(32);
+  std::vector<std::uint8_t> child(32);
+  ASSERT_EQ(read(fds[0], child.data(), child.size()), 32);
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_NE(parent, child);
+}
+
+TEST(RandomTest, LargeAndSmallRequestsAreFilled) {
+  for (std::size_t size : {0, 1, 12, 32, 256, 257, 5000}) {
+    const auto a = RandomVector(size), b = RandomVector(size);
+    ASSERT_EQ(a.size(), size);
+    if (size >= 12) {
+      EXPECT_NE(a, b) << size;
+    }
+  }
 }
 
 }  // namespace
