@@ -3,6 +3,7 @@
 //   the keyring with the DEK cache on and off, and raw SoftHSM2 DEK wrap/unwrap calls.
 // tools/bench turns the JSON output into the ratio table of BENCHMARKS.md.
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 
 #include <memory>
@@ -205,4 +206,11 @@ BENCHMARK(BM_SoftHsmUnwrapDek);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);  // as lockboxd's main does
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -240,6 +242,10 @@ int main(int argc, char** argv) {
   // Core dumps could carry secrets: disable them.
   const rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
+  // Requests allocate and free buffers of up to a few hundred KiB; with glibc's default 128 KiB
+  // trim threshold every such cycle shrinks and regrows the heap, and the page faults cost 10x the
+  // encryption of a 64 KiB message (BENCHMARKS.md). Keep up to 64 MiB of freed heap instead.
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
   bool dev = false;
   std::optional<std::string> config_path;
