@@ -71,43 +71,6 @@ StatusOr<milliseconds> DurationField(const json& v, const std::string& field) {
   return *d;
 }
 
-// host:port or [v6]:port.
-Status ParseListenAddress(const std::string& text, ListenerConfig& out) {
-  std::string host, port;
-  if (!text.empty() && text[0] == '[') {
-    const auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return InvalidArgumentError("expected host:port");
-    }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || text.find(':') != colon) {
-      return InvalidArgumentError("expected host:port");
-    }
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  if (host.empty() || port.empty() || port.size() > 5) {
-    return InvalidArgumentError("expected host:port");
-  }
-  for (char c : host) {
-    if (c <= ' ' || c == '/' || c == '@' || c > '~') {
-      return InvalidArgumentError("expected host:port");
-    }
-  }
-  unsigned p = 0;
-  for (char c : port) {
-    if (c < '0' || c > '9') return InvalidArgumentError("expected host:port");
-    p = p * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (p > 65535) return InvalidArgumentError("port out of range (0..65535)");
-  out.host = host;
-  out.port = static_cast<std::uint16_t>(p);
-  return Status::Ok();
-}
-
 bool IsLoopback(const std::string& host) {
   if (host == "localhost") return true;
   in_addr v4{};
@@ -128,9 +91,10 @@ Status ParseListener(const json& j, ListenerConfig& out) {
   if (j.contains("address")) {
     LOCKBOX_ASSIGN_OR_RETURN(out.address, StringField(j["address"], at + ".address"));
   }
-  if (Status s = ParseListenAddress(out.address, out); !s.ok()) {
-    return FieldError(at + ".address", s.message());
-  }
+  auto address = siem::ParseHostPort(out.address, /*allow_port_zero=*/true);
+  if (!address.ok()) return FieldError(at + ".address", address.status().message());
+  out.host = address->host;
+  out.port = address->port;
   if (j.contains("tls_cert_file")) {
     LOCKBOX_ASSIGN_OR_RETURN(out.tls_cert_file,
                              StringField(j["tls_cert_file"], at + ".tls_cert_file"));

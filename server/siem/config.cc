@@ -50,43 +50,6 @@ StatusOr<milliseconds> DurationField(const nlohmann::json& value, const std::str
   return *d;
 }
 
-// host:port or [v6]:port
-Status ParseAddress(const std::string& text, SinkConfig& out) {
-  std::string host, port;
-  if (!text.empty() && text[0] == '[') {
-    const auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return InvalidArgumentError("expected host:port");
-    }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || text.find(':') != colon) {
-      return InvalidArgumentError("expected host:port");
-    }
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  if (host.empty() || port.empty() || port.size() > 5) {
-    return InvalidArgumentError("expected host:port");
-  }
-  for (char c : host) {
-    if (c <= ' ' || c == '/' || c == '@' || c > '~') {
-      return InvalidArgumentError("expected host:port");
-    }
-  }
-  int p = 0;
-  for (char c : port) {
-    if (c < '0' || c > '9') return InvalidArgumentError("expected host:port");
-    p = p * 10 + (c - '0');
-  }
-  if (p < 1 || p > 65535) return InvalidArgumentError("expected host:port (port 1..65535)");
-  out.host = host;
-  out.port = static_cast<std::uint16_t>(p);
-  return Status::Ok();
-}
-
 StatusOr<SinkConfig> ParseOne(const nlohmann::json& j, const std::string& at) {
   if (!j.is_object()) return FieldError(at, "expected an object");
   SinkConfig c;
@@ -151,8 +114,10 @@ StatusOr<SinkConfig> ParseOne(const nlohmann::json& j, const std::string& at) {
     case SinkType::kSyslog: {
       if (!j.contains("address")) return FieldError(at + ".address", "required");
       if (!j.at("address").is_string()) return FieldError(at + ".address", "expected host:port");
-      Status a = ParseAddress(j.at("address").get<std::string>(), c);
-      if (!a.ok()) return FieldError(at + ".address", a.message());
+      auto a = ParseHostPort(j.at("address").get<std::string>(), /*allow_port_zero=*/false);
+      if (!a.ok()) return FieldError(at + ".address", a.status().message());
+      c.host = a->host;
+      c.port = a->port;
       if (j.contains("tls")) {
         const auto& t = j.at("tls");
         const std::string f = at + ".tls";
@@ -229,6 +194,44 @@ StatusOr<milliseconds> ParseDuration(const nlohmann::json& value) {
   if (unit == "s") return milliseconds(n * 1000);
   if (unit == "m") return milliseconds(n * 60'000);
   return InvalidArgumentError("expected a duration such as \"5s\" (units ms, s, m)");
+}
+
+StatusOr<HostPort> ParseHostPort(std::string_view text, bool allow_port_zero) {
+  std::string_view host, port;
+  if (!text.empty() && text[0] == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return InvalidArgumentError("expected host:port");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) {
+      return InvalidArgumentError("expected host:port");
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (host.empty() || port.empty() || port.size() > 5) {
+    return InvalidArgumentError("expected host:port");
+  }
+  for (char c : host) {
+    if (c <= ' ' || c == '/' || c == '@' || c > '~') {
+      return InvalidArgumentError("expected host:port");
+    }
+  }
+  unsigned p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return InvalidArgumentError("expected host:port");
+    p = p * 10 + static_cast<unsigned>(c - '0');
+  }
+  const unsigned min_port = allow_port_zero ? 0 : 1;
+  if (p < min_port || p > 65535) {
+    return InvalidArgumentError("expected host:port (port " + std::to_string(min_port) +
+                                "..65535)");
+  }
+  return HostPort{std::string(host), static_cast<std::uint16_t>(p)};
 }
 
 StatusOr<std::vector<SinkConfig>> ParseSinkConfigs(const nlohmann::json& sinks) {

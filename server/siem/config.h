@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +61,13 @@ struct SinkConfig {
   // file
   std::string path;
 };
+
+struct HostPort {
+  std::string host;  // brackets removed for IPv6
+  std::uint16_t port = 0;
+};
+// "host:port" or "[v6]:port". Port 1..65535, or 0 too when `allow_port_zero` (listeners).
+StatusOr<HostPort> ParseHostPort(std::string_view text, bool allow_port_zero);
 
 StatusOr<std::vector<SinkConfig>> ParseSinkConfigs(const nlohmann::json& sinks);
 

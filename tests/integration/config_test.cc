@@ -146,7 +146,7 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"{" S R"(, "listener": {"tls_disable": true, "address": "localhost"}})",
                   "listener.address: expected host:port"},
         ErrorCase{"{" S R"(, "listener": {"tls_disable": true, "address": "h:70000"}})",
-                  "listener.address: port out of range (0..65535)"},
+                  "listener.address: expected host:port (port 0..65535)"},
         ErrorCase{"{" S R"(, "listener": {"tls_disable": "yes"}})",
                   "listener.tls_disable: expected true or false"},
         ErrorCase{"{" S R"(, "listener": {"tls_disable": true, "address": "0.0.0.0:8200"}})",
