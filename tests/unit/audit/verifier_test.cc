@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/random_edits.h"
+
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -529,22 +531,8 @@ TEST(ChainVerifierFastPathTest, AgreesWithTheParserOnMutatedEvents) {
   int agreed_ok = 0;
   for (const std::string& seed : seeds) {
     for (int n = 0; n < 4000; ++n) {
-      std::string t = seed;
-      const int edits = 1 + static_cast<int>(rng() % 2);
-      for (int k = 0; k < edits && !t.empty(); ++k) {
-        const std::size_t at = rng() % t.size();
-        const char c = kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
-        switch (rng() % 3) {
-          case 0:
-            t[at] = c;
-            break;
-          case 1:
-            t.insert(t.begin() + static_cast<std::ptrdiff_t>(at), c);
-            break;
-          default:
-            t.erase(at, 1);
-        }
-      }
+      const std::string t = lockbox::testing::RandomEdits(
+          seed, std::string_view(kAlphabet, sizeof(kAlphabet) - 1), 2, rng);
       const std::string want = Reference(t);
       ASSERT_EQ(AddFirst(t), want) << t;
       if (want == "OK") ++agreed_ok;

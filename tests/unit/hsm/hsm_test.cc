@@ -521,34 +521,23 @@ TEST_F(KekTest, RecoversWhenSessionsAreClosedBehindItsBack) {
   EXPECT_FALSE(attrs->extractable);
 }
 
-TEST_F(KekTest, RecoversConcurrentlyWhenSessionsAreClosed) {
-  auto opened = Hsm::Open(Config(/*max_sessions=*/3));
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  Hsm& hsm = **opened;
-  auto kek = hsm.UnwrapKey(mkek_, wrapped_);
-  ASSERT_TRUE(kek.ok());
-  RawModule raw(token_.module_path());
-  ASSERT_NE(raw.Session(token_.label(), token_.pin()), CK_INVALID_HANDLE);
-  const std::uint64_t generation = hsm.generation();
+// 8 threads wrap and unwrap DEKs in two phases; `fault` runs between them, with no call in
+// flight, while every thread waits. Every round trip must succeed and give the DEK back.
+template <typename Fault>
+void RoundTripAcrossAFault(Hsm& hsm, const KeyHandle& kek, Fault fault) {
   constexpr int kThreads = 8, kCalls = 60;
   std::atomic<int> failed{0}, wrong{0};
-  // Between the two phases, with no call in flight (SoftHSM2 itself is not safe against a
-  // session being closed under a running call), every session is closed behind the Hsm's back;
-  // then all threads hit the dead sessions at once and must recover.
-  std::barrier phase(kThreads, [&]() noexcept {
-    raw.f()->C_CloseAllSessions(raw.slot());
-    raw.ForgetSession();
-  });
+  std::barrier phase(kThreads, fault);
   auto work = [&](int t) {
     for (int i = 0; i < 2 * kCalls; ++i) {
       if (i == kCalls) phase.arrive_and_wait();
       const std::string dek = "dek-" + std::to_string(t) + "-" + std::to_string(i);
-      auto w = hsm.WrapData(*kek, AsBytes(dek), AsBytes("aad"));
+      auto w = hsm.WrapData(kek, AsBytes(dek), AsBytes("aad"));
       if (!w.ok()) {
         if (++failed < 4) std::printf("wrap: %s\n", w.status().ToString().c_str());
         continue;
       }
-      auto p = hsm.UnwrapData(*kek, *w, AsBytes("aad"));
+      auto p = hsm.UnwrapData(kek, *w, AsBytes("aad"));
       if (!p.ok()) {
         if (++failed < 4) std::printf("unwrap: %s\n", p.status().ToString().c_str());
       } else if (p->view() != dek) {
@@ -561,6 +550,24 @@ TEST_F(KekTest, RecoversConcurrentlyWhenSessionsAreClosed) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(KekTest, RecoversConcurrentlyWhenSessionsAreClosed) {
+  auto opened = Hsm::Open(Config(/*max_sessions=*/3));
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Hsm& hsm = **opened;
+  auto kek = hsm.UnwrapKey(mkek_, wrapped_);
+  ASSERT_TRUE(kek.ok());
+  RawModule raw(token_.module_path());
+  ASSERT_NE(raw.Session(token_.label(), token_.pin()), CK_INVALID_HANDLE);
+  const std::uint64_t generation = hsm.generation();
+  // Between the two phases, with no call in flight (SoftHSM2 itself is not safe against a
+  // session being closed under a running call), every session is closed behind the Hsm's back;
+  // then all threads hit the dead sessions at once and must recover.
+  RoundTripAcrossAFault(hsm, *kek, [&]() noexcept {
+    raw.f()->C_CloseAllSessions(raw.slot());
+    raw.ForgetSession();
+  });
   EXPECT_GT(hsm.generation(), generation);
 }
 
@@ -572,33 +579,9 @@ TEST_F(KekTest, RecoversConcurrentlyWhenTheModuleIsFinalized) {
   ASSERT_TRUE(kek.ok());
   RawModule raw(token_.module_path());
   const std::uint64_t generation = hsm.generation();
-  constexpr int kThreads = 8, kCalls = 60;
-  std::atomic<int> failed{0}, wrong{0};
   // Between the two phases the module is finalised behind the Hsm's back: all threads then get
   // CKR_CRYPTOKI_NOT_INITIALIZED at once, and exactly one re-initialisation must serve them all.
-  std::barrier phase(kThreads, [&]() noexcept { raw.f()->C_Finalize(nullptr); });
-  auto work = [&](int t) {
-    for (int i = 0; i < 2 * kCalls; ++i) {
-      if (i == kCalls) phase.arrive_and_wait();
-      const std::string dek = "dek-" + std::to_string(t) + "-" + std::to_string(i);
-      auto w = hsm.WrapData(*kek, AsBytes(dek), AsBytes("aad"));
-      if (!w.ok()) {
-        if (++failed < 4) std::printf("wrap: %s\n", w.status().ToString().c_str());
-        continue;
-      }
-      auto p = hsm.UnwrapData(*kek, *w, AsBytes("aad"));
-      if (!p.ok()) {
-        if (++failed < 4) std::printf("unwrap: %s\n", p.status().ToString().c_str());
-      } else if (p->view() != dek) {
-        ++wrong;
-      }
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) threads.emplace_back(work, t);
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(failed.load(), 0);
-  EXPECT_EQ(wrong.load(), 0);
+  RoundTripAcrossAFault(hsm, *kek, [&]() noexcept { raw.f()->C_Finalize(nullptr); });
   EXPECT_EQ(hsm.generation(), generation + 1);
   EXPECT_EQ(hsm_->generation(), generation);  // the other Hsm notices on its next call
   EXPECT_TRUE(hsm_->WrapData(kek_, AsBytes("x"), {}).ok());
