@@ -28,6 +28,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "UNAUTHENTICATED";
     case StatusCode::kInternal:
       return "INTERNAL";
+    case StatusCode::kUnimplemented:
+      return "UNIMPLEMENTED";
   }
   return "UNKNOWN";
 }

@@ -24,6 +24,7 @@ enum class StatusCode {
   kDataLoss,           // ciphertext/authentication failure, corrupt stored data
   kUnauthenticated,    // bad credentials (wrong PIN, bad token)
   kInternal,           // bug or unexpected library failure
+  kUnimplemented,      // the operation is not supported on this path
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -63,6 +64,7 @@ inline Status ResourceExhaustedError(std::string m) { return {StatusCode::kResou
 inline Status DataLossError(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status UnauthenticatedError(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status UnimplementedError(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>

@@ -255,8 +255,11 @@ struct Keyring::Impl {
 
   // Runs a use of a key (encrypt, decrypt...) and makes its record durable before the result
   // is released.
+  // With caller.audited_by_caller the caller records the use in its own event instead.
   template <typename T>
-  StatusOr<T> AuditedUse(audit::Event event, const std::function<StatusOr<T>(audit::Event&)>& op) {
+  StatusOr<T> AuditedUse(const Caller& caller, audit::Event event,
+                         const std::function<StatusOr<T>(audit::Event&)>& op) {
+    if (caller.audited_by_caller) return op(event);
     StatusOr<T> result = op(event);
     if (!result.ok()) return Failed(std::move(event), result.status());
     if (Status s = events.Record(std::move(event)); !s.ok()) {
@@ -630,7 +633,7 @@ StatusOr<std::string> Keyring::Encrypt(std::string_view name,
                                        std::span<const std::uint8_t> context,
                                        std::uint32_t key_version, const Caller& caller) {
   return impl_->AuditedUse<std::string>(
-      KeyEvent("encrypt", name, caller), [&](audit::Event& event) -> StatusOr<std::string> {
+      caller, KeyEvent("encrypt", name, caller), [&](audit::Event& event) -> StatusOr<std::string> {
         auto k = impl_->Find(name);
         if (!k) return KeyNotFound(name);
         LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
@@ -655,7 +658,7 @@ StatusOr<crypto::SecureBuffer> Keyring::Decrypt(std::string_view name, std::stri
                                                 std::span<const std::uint8_t> context,
                                                 const Caller& caller) {
   return impl_->AuditedUse<crypto::SecureBuffer>(
-      KeyEvent("decrypt", name, caller),
+      caller, KeyEvent("decrypt", name, caller),
       [&](audit::Event& event) -> StatusOr<crypto::SecureBuffer> {
         auto k = impl_->Find(name);
         if (!k) return KeyNotFound(name);
@@ -674,7 +677,7 @@ StatusOr<crypto::SecureBuffer> Keyring::Decrypt(std::string_view name, std::stri
 StatusOr<std::string> Keyring::Rewrap(std::string_view name, std::string_view ciphertext,
                                       std::span<const std::uint8_t> context, const Caller& caller) {
   return impl_->AuditedUse<std::string>(
-      KeyEvent("rewrap", name, caller), [&](audit::Event& event) -> StatusOr<std::string> {
+      caller, KeyEvent("rewrap", name, caller), [&](audit::Event& event) -> StatusOr<std::string> {
         auto k = impl_->Find(name);
         if (!k) return KeyNotFound(name);
         LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
@@ -699,7 +702,7 @@ StatusOr<DataKey> Keyring::GenerateDataKey(std::string_view name, bool include_p
                                            std::span<const std::uint8_t> context,
                                            std::uint32_t bits, const Caller& caller) {
   return impl_->AuditedUse<DataKey>(
-      KeyEvent("datakey", name, caller), [&](audit::Event& event) -> StatusOr<DataKey> {
+      caller, KeyEvent("datakey", name, caller), [&](audit::Event& event) -> StatusOr<DataKey> {
         if (bits != 128 && bits != 256 && bits != 512) {
           return InvalidArgumentError("bits must be 128, 256 or 512");
         }

@@ -45,6 +45,10 @@ struct Caller {
   std::string request_id;
   std::string actor = "system";  // token accessor, "role:<id>", "partner:<id>" or "system"
   std::string remote_addr;
+  // Uses only (encrypt, decrypt, rewrap, data key): the caller records this use in its own audit
+  // event, durably before it releases the result (e.g. the KV engine's read record, which names
+  // the secret's path). State changes are always audited by the keyring.
+  bool audited_by_caller = false;
 };
 
 
