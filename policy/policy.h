@@ -45,7 +45,8 @@ struct PathRule {
 
 struct Policy {
   std::string name;  // lower-case
-  std::string raw;   // the text exactly as submitted (returned by sys/policy reads)
+  std::string raw;   // the text as submitted, base64-decoded if it was base64 (as Vault
+                     // stores it; returned by sys/policy reads)
   std::vector<PathRule> rules;
 };
 
