@@ -1,0 +1,590 @@
+// The Beast/Asio side of the listener (see listener.h for the contract).
+//
+// Shape: one io_context run by `io_threads` threads. An accept coroutine hands every socket its
+// own strand and spawns one connection coroutine on it; the coroutine does the TLS handshake,
+// reads a request, awaits the handler on the worker pool (an asio::thread_pool of
+// `worker_threads`: extra requests queue, at most one per connection), and resumes on its strand
+// to write the response. Requests on one connection are handled one after another, so pipelined
+// requests are answered in order.
+//
+// Deadlines (beast::tcp_stream's, one deadline shared by every read of a phase):
+//   - the first request, TLS handshake included, must be complete `read_timeout` after accept;
+//   - a kept-alive connection gets `idle_timeout` for the first byte of its next request and then
+//     `read_timeout` for the whole request (slowloris defence);
+//   - a response must be taken by the client within `read_timeout` as well;
+//   - the handler's own time is not limited here.
+#include "server/http/listener.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include "server/http/message.h"
+#include "server/http/rate_limiter.h"
+
+namespace lockbox::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using beast::error_code;
+using BeastRequest = bhttp::request<bhttp::string_body>;
+using RequestParser = bhttp::request_parser<bhttp::string_body>;
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// Bytes asked of the socket per read; the read buffer holds a header plus one such read.
+constexpr std::size_t kReadChunk = 16 * 1024;
+// Closing after a response: how long (and how much) unread input is drained after our FIN, so
+// that the client is not sent a reset that could destroy the response in flight.
+constexpr std::chrono::milliseconds kLingerTimeout{500};
+constexpr std::size_t kLingerMaxBytes = 256 * 1024;
+// accept() failed for a reason other than the listener closing (e.g. out of descriptors).
+constexpr std::chrono::milliseconds kAcceptBackoff{50};
+
+// TLS 1.2: ECDHE key exchange and AEAD only. TLS 1.3 suites are all AEAD + (EC)DHE.
+constexpr char kTls12Ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr char kTls13Suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+std::string OpenSslReason() {
+  const unsigned long error = ERR_peek_last_error();
+  const char* reason = error != 0 ? ERR_reason_error_string(error) : nullptr;
+  ERR_clear_error();
+  return reason != nullptr ? reason : "unknown error";
+}
+
+StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const ListenerOptions& options) {
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return InvalidArgumentError("TLS needs tls_cert_file and tls_key_file");
+  }
+  auto context = std::make_unique<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* ctx = context->native_handle();
+  ERR_clear_error();
+  const int min_version =
+      options.tls_min_version == TlsMinVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  if (SSL_CTX_set_min_proto_version(ctx, min_version) != 1 ||
+      SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx, kTls13Suites) != 1) {
+    return InternalError("TLS context setup: " + OpenSslReason());
+  }
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  // An encrypted key must fail to load, not prompt on the terminal.
+  SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
+  if (SSL_CTX_use_certificate_chain_file(ctx, options.tls_cert_file.c_str()) != 1) {
+    return InvalidArgumentError("cannot load the TLS certificate chain from '" +
+                                options.tls_cert_file + "': " + OpenSslReason());
+  }
+  // Also refuses a key that does not match the certificate ("key values mismatch").
+  if (SSL_CTX_use_PrivateKey_file(ctx, options.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return InvalidArgumentError("cannot load the TLS private key from '" + options.tls_key_file +
+                                "': " + OpenSslReason());
+  }
+  return context;
+}
+
+Status ValidateRateLimit(const RateLimit& limit, std::string_view name) {
+  if (!std::isfinite(limit.per_second) || !std::isfinite(limit.burst) || limit.per_second < 0 ||
+      limit.burst < 0) {
+    return InvalidArgumentError(std::string(name) + " must be finite and not negative");
+  }
+  return Status::Ok();
+}
+
+Status ValidateOptions(const ListenerOptions& options, const Handler& handler) {
+  if (!handler) return InvalidArgumentError("listener needs a handler");
+  if (options.io_threads == 0 || options.worker_threads == 0) {
+    return InvalidArgumentError("listener needs at least one I/O and one worker thread");
+  }
+  if (options.max_connections == 0) return InvalidArgumentError("max_connections must be >= 1");
+  if (options.max_header_bytes == 0 ||
+      options.max_header_bytes > std::numeric_limits<std::uint32_t>::max()) {
+    return InvalidArgumentError("max_header_bytes out of range");
+  }
+  if (options.read_timeout.count() <= 0 || options.idle_timeout.count() <= 0) {
+    return InvalidArgumentError("read_timeout and idle_timeout must be positive");
+  }
+  LOCKBOX_RETURN_IF_ERROR(ValidateRateLimit(options.per_client, "per_client rate limit"));
+  return ValidateRateLimit(options.per_token, "per_token rate limit");
+}
+
+// The peer address as clients and policies write it: IPv4-mapped IPv6 becomes plain IPv4.
+std::string PeerAddress(const asio::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  }
+  return address.to_string();
+}
+
+// The status the listener answers a failed read with; 0: close without a response (timeout,
+// peer gone, TLS failure, or a message cut short).
+int StatusForReadError(const error_code& ec) {
+  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) return 431;
+  if (ec == bhttp::error::body_limit) return 413;
+  if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) return 0;
+  if (&ec.category() == &bhttp::make_error_code(bhttp::error::bad_method).category()) return 400;
+  return 0;
+}
+
+std::string_view ErrorMessage(int status) {
+  switch (status) {
+    case 400:
+      return "malformed HTTP request";
+    case 413:
+      return "request body too large";
+    case 431:
+      return "request header fields too large";
+    default:
+      return "internal error";
+  }
+}
+
+HttpRequest ToHttpRequest(BeastRequest&& message, const std::string& remote_addr, bool tls) {
+  HttpRequest request;
+  request.method = std::string(message.method_string());
+  request.target = std::string(message.target());
+  request.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
+  for (const auto& field : message) {
+    request.headers.emplace_back(AsciiLowerCopy(field.name_string()), std::string(field.value()));
+  }
+  request.body = std::move(message.body());
+  request.remote_addr = remote_addr;
+  request.tls = tls;
+  return request;
+}
+
+bhttp::response<bhttp::string_body> ToBeastResponse(HttpResponse&& response, unsigned version,
+                                                    bool head, bool keep_alive) {
+  bhttp::response<bhttp::string_body> message;
+  message.version(version);
+  message.result(static_cast<unsigned>(response.status));
+  for (const auto& [name, value] : response.headers) {
+    if (!IsFramingHeader(name)) message.insert(name, value);
+  }
+  if (message.find(bhttp::field::cache_control) == message.end()) {
+    message.set(bhttp::field::cache_control, "no-store");
+  }
+  message.keep_alive(keep_alive);
+  if (response.status == 204 || response.status == 304) return message;  // no body, no length
+  if (head) {
+    message.content_length(response.body.size());  // what GET would send; the body stays home
+  } else {
+    message.body() = std::move(response.body);
+    message.prepare_payload();
+  }
+  return message;
+}
+
+// The part of a connection that Stop() reaches from another thread, always through a post to the
+// connection's strand.
+class ConnectionBase {
+ public:
+  virtual ~ConnectionBase() = default;
+  virtual beast::tcp_stream& tcp() = 0;
+  asio::any_io_executor executor() { return tcp().get_executor(); }
+
+  // On the strand.
+  void CloseIfIdle() {
+    if (idle_) Close();
+  }
+  void Close() {
+    error_code ignored;
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp().close();
+  }
+
+ protected:
+  // Between requests (or still in the TLS handshake): nothing in flight that Stop must wait for.
+  bool idle_ = true;
+};
+
+template <class Stream>
+class Connection;
+
+class ListenerImpl final : public Listener {
+ public:
+  ListenerImpl(ListenerOptions options, Handler handler, std::unique_ptr<ssl::context> tls)
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        tls_(std::move(tls)),
+        limiter_(options_.per_client, options_.per_token),
+        io_(static_cast<int>(options_.io_threads)),
+        accept_strand_(asio::make_strand(io_)),
+        acceptor_(accept_strand_),
+        workers_(options_.worker_threads) {}
+  ~ListenerImpl() override {
+    Listener& listener = *this;
+    listener.Stop();  // with the default grace of listener.h
+  }
+
+  Status Listen();
+  void StartThreads();
+
+  std::uint16_t port() const override { return port_; }
+  ListenerStats stats() const override;
+  void Stop(std::chrono::milliseconds grace) override;
+
+  const ListenerOptions& options() const { return options_; }
+  bool stopping() const { return stopping_.load(); }
+  // Rate limits, then the handler on the worker pool; resumes on the caller's strand.
+  asio::awaitable<HttpResponse> Dispatch(HttpRequest& request);
+
+ private:
+  asio::awaitable<void> AcceptLoop();
+  void Accept(tcp::socket socket);
+  template <class Stream, class... StreamArgs>
+  void Launch(std::string remote_addr, StreamArgs&&... stream_args);
+  asio::awaitable<HttpResponse> CallHandler(HttpRequest& request);
+  void Unregister(ConnectionBase* connection);
+
+  const ListenerOptions options_;
+  const Handler handler_;
+  const std::unique_ptr<ssl::context> tls_;  // outlives io_, hence every stream
+  RequestRateLimiter limiter_;
+  asio::io_context io_;
+  asio::strand<asio::io_context::executor_type> accept_strand_;
+  tcp::acceptor acceptor_;
+  asio::thread_pool workers_;
+  std::vector<std::thread> io_threads_;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable drained_;  // connections_ became empty or the accept loop ended
+  std::unordered_map<ConnectionBase*, std::shared_ptr<ConnectionBase>> connections_;  // mu_
+  bool accepting_ = false;                                                            // mu_
+  std::uint64_t connections_accepted_ = 0;                                            // mu_
+  std::uint64_t connections_refused_ = 0;                                             // mu_
+  std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> rate_limited_{0};
+
+  std::mutex stop_mu_;  // serialises Stop()
+  bool stopped_ = false;
+};
+
+template <class Stream>
+class Connection final : public ConnectionBase {
+ public:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  template <class... StreamArgs>
+  Connection(ListenerImpl& listener, std::string remote_addr, StreamArgs&&... stream_args)
+      : listener_(listener),
+        remote_addr_(std::move(remote_addr)),
+        stream_(std::forward<StreamArgs>(stream_args)...) {}
+
+  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream_); }
+
+  // The connection's life: handshake, then requests until close, error, timeout or Stop().
+  asio::awaitable<void> Run();
+
+ private:
+  // Reads one request (headers, then body, sending 100 Continue when the client waits for it).
+  asio::awaitable<error_code> ReadRequest(beast::flat_buffer& buffer, RequestParser& parser);
+  asio::awaitable<error_code> Write(HttpResponse response, unsigned version, bool head,
+                                    bool keep_alive);
+  // TLS close_notify, our FIN, then drain what the client still sends (bounded) and close.
+  asio::awaitable<void> CloseGracefully();
+
+  ListenerImpl& listener_;
+  const std::string remote_addr_;
+  Stream stream_;
+};
+
+template <class Stream>
+asio::awaitable<void> Connection<Stream>::Run() {
+  const ListenerOptions& options = listener_.options();
+  error_code ec;
+  tcp().expires_after(options.read_timeout);
+  if constexpr (kTls) {
+    co_await stream_.async_handshake(ssl::stream_base::server,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+  }
+  beast::flat_buffer buffer(options.max_header_bytes + kReadChunk);
+  for (bool first = true;; first = false) {
+    if (buffer.size() == 0) {
+      idle_ = true;
+      if (listener_.stopping()) co_return;
+      if (!first) tcp().expires_after(options.idle_timeout);
+      const std::size_t n = co_await stream_.async_read_some(
+          buffer.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      buffer.commit(n);
+    }
+    idle_ = false;
+    if (!first) tcp().expires_after(options.read_timeout);
+
+    RequestParser parser;
+    parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+    parser.body_limit(std::uint64_t{options.max_body_bytes});
+    ec = co_await ReadRequest(buffer, parser);
+    if (ec) {
+      if (const int status = StatusForReadError(ec); status != 0) {
+        if (!co_await Write(JsonErrorResponse(status, ErrorMessage(status)), 11, false, false)) {
+          co_await CloseGracefully();
+        }
+      }
+      co_return;
+    }
+
+    BeastRequest& message = parser.get();
+    const unsigned version = message.version();
+    const bool client_keep_alive = message.keep_alive();
+    HttpRequest request = ToHttpRequest(parser.release(), remote_addr_, kTls);
+    const bool head = request.method == "HEAD";
+    tcp().expires_never();
+    HttpResponse response = co_await listener_.Dispatch(request);
+    const bool keep_alive = client_keep_alive && !listener_.stopping();
+    tcp().expires_after(options.read_timeout);
+    if (co_await Write(std::move(response), version, head, keep_alive)) co_return;
+    if (!keep_alive) {
+      co_await CloseGracefully();
+      co_return;
+    }
+  }
+}
+
+template <class Stream>
+asio::awaitable<error_code> Connection<Stream>::ReadRequest(beast::flat_buffer& buffer,
+                                                            RequestParser& parser) {
+  error_code ec;
+  co_await bhttp::async_read_header(stream_, buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  if (ec || parser.is_done()) co_return ec;
+  const BeastRequest& message = parser.get();
+  if (auto expect = message.find(bhttp::field::expect);
+      message.version() == 11 && expect != message.end() &&
+      AsciiIEquals(expect->value(), "100-continue")) {
+    bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, 11};
+    co_await bhttp::async_write(stream_, proceed, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return ec;
+  }
+  co_await bhttp::async_read(stream_, buffer, parser,
+                             asio::redirect_error(asio::use_awaitable, ec));
+  co_return ec;
+}
+
+template <class Stream>
+asio::awaitable<error_code> Connection<Stream>::Write(HttpResponse response, unsigned version,
+                                                      bool head, bool keep_alive) {
+  auto message = ToBeastResponse(std::move(response), version, head, keep_alive);
+  error_code ec;
+  co_await bhttp::async_write(stream_, message, asio::redirect_error(asio::use_awaitable, ec));
+  co_return ec;
+}
+
+template <class Stream>
+asio::awaitable<void> Connection<Stream>::CloseGracefully() {
+  error_code ec;
+  tcp().expires_after(kLingerTimeout);
+  if constexpr (kTls) {
+    co_await stream_.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, 4096> sink;
+  for (std::size_t drained = 0; drained < kLingerMaxBytes;) {
+    ec = {};
+    drained += co_await tcp().async_read_some(asio::buffer(sink),
+                                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+  }
+  tcp().close();
+}
+
+Status ListenerImpl::Listen() {
+  error_code ec;
+  const asio::ip::address address = asio::ip::make_address(options_.host, ec);
+  if (ec) {
+    return InvalidArgumentError("listener host '" + options_.host +
+                                "' is not an IPv4 or IPv6 address literal");
+  }
+  const tcp::endpoint endpoint(address, options_.port);
+  const auto where = [&] {
+    return "cannot listen on " + options_.host + " port " + std::to_string(options_.port) + ": " +
+           ec.message();
+  };
+  if (acceptor_.open(endpoint.protocol(), ec)) return UnavailableError(where());
+  if (acceptor_.set_option(asio::socket_base::reuse_address(true), ec)) {
+    return UnavailableError(where());
+  }
+  if (acceptor_.bind(endpoint, ec)) return UnavailableError(where());
+  if (acceptor_.listen(asio::socket_base::max_listen_connections, ec)) {
+    return UnavailableError(where());
+  }
+  port_ = acceptor_.local_endpoint(ec).port();
+  if (ec) return UnavailableError(where());
+  return Status::Ok();
+}
+
+void ListenerImpl::StartThreads() {
+  {
+    std::lock_guard lock(mu_);
+    accepting_ = true;
+  }
+  asio::co_spawn(accept_strand_, AcceptLoop(), [this](std::exception_ptr) {
+    std::lock_guard lock(mu_);
+    accepting_ = false;
+    drained_.notify_all();
+  });
+  io_threads_.reserve(options_.io_threads);
+  for (unsigned i = 0; i < options_.io_threads; ++i) {
+    io_threads_.emplace_back([this] { io_.run(); });
+  }
+}
+
+asio::awaitable<void> ListenerImpl::AcceptLoop() {
+  for (;;) {
+    error_code ec;
+    tcp::socket socket = co_await acceptor_.async_accept(
+        asio::make_strand(io_), asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_ || !acceptor_.is_open()) co_return;
+    if (ec) {
+      asio::steady_timer backoff(accept_strand_, kAcceptBackoff);
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    Accept(std::move(socket));
+  }
+}
+
+void ListenerImpl::Accept(tcp::socket socket) {
+  error_code ec;
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  if (ec) return;  // already gone
+  socket.set_option(tcp::no_delay(true), ec);
+  if (tls_) {
+    Launch<TlsStream>(PeerAddress(peer.address()), std::move(socket), *tls_);
+  } else {
+    Launch<PlainStream>(PeerAddress(peer.address()), std::move(socket));
+  }
+}
+
+template <class Stream, class... StreamArgs>
+void ListenerImpl::Launch(std::string remote_addr, StreamArgs&&... stream_args) {
+  auto connection = std::make_shared<Connection<Stream>>(*this, std::move(remote_addr),
+                                                         std::forward<StreamArgs>(stream_args)...);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || connections_.size() >= options_.max_connections) {
+      if (!stopping_) ++connections_refused_;
+      connection->Close();  // nobody else uses the socket yet
+      return;
+    }
+    connections_.emplace(connection.get(), connection);
+    ++connections_accepted_;
+  }
+  asio::co_spawn(connection->executor(), connection->Run(),
+                 [this, connection](std::exception_ptr) { Unregister(connection.get()); });
+}
+
+void ListenerImpl::Unregister(ConnectionBase* connection) {
+  std::lock_guard lock(mu_);
+  connections_.erase(connection);
+  if (connections_.empty()) drained_.notify_all();
+}
+
+asio::awaitable<HttpResponse> ListenerImpl::Dispatch(HttpRequest& request) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  if (const RateLimitDecision decision = limiter_.Admit(request); !decision.allowed) {
+    rate_limited_.fetch_add(1, std::memory_order_relaxed);
+    HttpResponse refused = JsonErrorResponse(429, "rate limit exceeded");
+    refused.headers.emplace_back("Retry-After", std::to_string(decision.retry_after.count()));
+    co_return refused;
+  }
+  co_return co_await asio::co_spawn(workers_.get_executor(), CallHandler(request),
+                                    asio::use_awaitable);
+}
+
+asio::awaitable<HttpResponse> ListenerImpl::CallHandler(HttpRequest& request) {
+  HttpResponse response;
+  try {
+    response = handler_(request);
+  } catch (...) {
+    co_return JsonErrorResponse(500, "internal error");
+  }
+  if (!ValidateResponse(response).ok()) co_return JsonErrorResponse(500, "internal error");
+  co_return response;
+}
+
+ListenerStats ListenerImpl::stats() const {
+  ListenerStats stats;
+  {
+    std::lock_guard lock(mu_);
+    stats.connections_accepted = connections_accepted_;
+    stats.connections_open = connections_.size();
+    stats.connections_refused = connections_refused_;
+  }
+  stats.requests = requests_.load(std::memory_order_relaxed);
+  stats.rate_limited = rate_limited_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+void ListenerImpl::Stop(std::chrono::milliseconds grace) {
+  std::lock_guard stop_lock(stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  std::unique_lock lock(mu_);
+  stopping_ = true;  // under mu_: Launch() either sees it or its connection is in the sweep below
+  asio::post(accept_strand_, [this] {
+    error_code ignored;
+    acceptor_.close(ignored);
+  });
+  const auto drained = [this] { return connections_.empty() && !accepting_; };
+  for (const auto& [raw, connection] : connections_) {
+    asio::post(connection->executor(), [connection] { connection->CloseIfIdle(); });
+  }
+  if (!drained_.wait_until(lock, deadline, drained)) {
+    // Grace is over: cut every connection. A handler still running cannot be interrupted; its
+    // connection ends (and Stop returns) when it does.
+    for (const auto& [raw, connection] : connections_) {
+      asio::post(connection->executor(), [connection] { connection->Close(); });
+    }
+    drained_.wait(lock, drained);
+  }
+  lock.unlock();
+  io_.stop();
+  for (std::thread& thread : io_threads_) thread.join();
+  workers_.join();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Listener>> Listener::Start(ListenerOptions options, Handler handler) {
+  LOCKBOX_RETURN_IF_ERROR(ValidateOptions(options, handler));
+  std::unique_ptr<ssl::context> tls;
+  if (options.tls) {
+    LOCKBOX_ASSIGN_OR_RETURN(tls, MakeTlsContext(options));
+  }
+  auto listener =
+      std::make_unique<ListenerImpl>(std::move(options), std::move(handler), std::move(tls));
+  LOCKBOX_RETURN_IF_ERROR(listener->Listen());
+  listener->StartThreads();
+  return std::unique_ptr<Listener>(std::move(listener));
+}
+
+}  // namespace lockbox::http
