@@ -38,14 +38,15 @@ namespace lockbox::auth {
 using Clock = std::chrono::system_clock;
 
 // What a new token gets. Callers (token backend, AppRole, init) resolve defaults and policy
-// inheritance before calling Issue(); Issue() only sorts, de-duplicates and lower-cases policies.
+// inheritance before calling Issue(); Issue() sanitises policies (SanitizePolicies) and applies
+// the store's default and max TTL (see Issue()).
 struct TokenParams {
   std::optional<std::string> id;  // a caller-chosen token id (root only); nullopt: random
   std::vector<std::string> policies;
   std::map<std::string, std::string> meta;
   std::string display_name = "token";  // stored as given ("token-<name>" is the backend's job)
   std::string path = "auth/token/create";
-  std::chrono::seconds ttl{0};               // 0 with only "root" policy: never expires
+  std::chrono::seconds ttl{0};               // 0: the default TTL; a root token never expires
   std::chrono::seconds explicit_max_ttl{0};  // 0: none
   std::chrono::seconds period{0};            // 0: not periodic
   std::int64_t num_uses = 0;                 // 0: unlimited
@@ -102,6 +103,12 @@ class TokenStore {
   virtual StatusOr<logical::Principal> Authenticate(std::string_view client_token,
                                                     std::string_view remote_addr) = 0;
 
+  // Issues a token. Its TTL is CalculateTtl() of the params under the store's default and max
+  // TTL, except that a token holding the root policy with ttl 0 and no period never expires
+  // (unless it has an explicit max TTL). INVALID_ARGUMENT for malformed params (policies, CIDRs,
+  // negative numbers), a duplicate `id` or a parent that no longer exists (checked in the unit
+  // that inserts the child, so no child escapes its parent's revocation); UNAVAILABLE if the
+  // store fails (then nothing is issued).
   virtual StatusOr<IssuedToken> Issue(const TokenParams& params, const keyring::Caller& caller) = 0;
 
   // Lookups for the token backend; NOT_FOUND if unknown, expired or revoked.
@@ -154,6 +161,10 @@ std::vector<store::Migration> TokenStoreMigrations();
 StatusOr<IssuedToken> CreateRootToken(TokenStore& tokens, std::optional<std::string> id,
                                       const keyring::Caller& caller);
 
+// Seconds left before the token expires at `now`, rounded to the nearest second (never
+// negative); 0 for a token that never expires.
+std::int64_t RemainingTtl(const TokenEntry& entry, Clock::time_point now);
+
 // Vault's policyutil.SanitizePolicies: trims and lower-cases, drops empty names, reduces any list
 // holding "root" to ["root"], appends "default" if `add_default` (unless root), sorts, dedups.
 std::vector<std::string> SanitizePolicies(std::vector<std::string> policies, bool add_default);
@@ -174,8 +185,5 @@ StatusOr<std::chrono::seconds> CalculateTtl(const TtlInputs& inputs,
                                             std::chrono::seconds default_ttl,
                                             std::chrono::seconds system_max, Clock::time_point now,
                                             std::vector<std::string>* warnings = nullptr);
-
-// An IPv4 or IPv6 address or CIDR block ("10.0.0.0/8", "::1", "192.168.1.7").
-bool IsValidCidr(std::string_view cidr);
 
 }  // namespace lockbox::auth
