@@ -62,7 +62,9 @@ StatusOr<Envelope> DecodeEnvelope(std::string_view text) {
 
   Envelope env;
   env.format = b[0];
-  if (env.format != kEnvelopeFormatV1) return Invalid("unknown format");
+  if (env.format != kEnvelopeFormatV1 && env.format != kEnvelopeFormatChaCha20Poly1305) {
+    return Invalid("unknown format");
+  }
   env.key_version = (std::uint32_t{b[1]} << 24) | (std::uint32_t{b[2]} << 16) |
                     (std::uint32_t{b[3]} << 8) | std::uint32_t{b[4]};
   if (env.key_version != prefix_version) return Invalid("key version mismatch");
@@ -78,6 +80,26 @@ StatusOr<Envelope> DecodeEnvelope(std::string_view text) {
   it += crypto::kAesGcmNonceSize;
   env.sealed.assign(it, b.end());
   return env;
+}
+
+StatusOr<std::vector<std::uint8_t>> SealData(std::uint8_t format, std::span<const std::uint8_t> dek,
+                                             std::span<const std::uint8_t> nonce,
+                                             std::span<const std::uint8_t> aad,
+                                             std::span<const std::uint8_t> plaintext) {
+  if (format == kEnvelopeFormatChaCha20Poly1305) {
+    return crypto::ChaCha20Poly1305Seal(dek, nonce, aad, plaintext);
+  }
+  return crypto::AesGcmSeal(dek, nonce, aad, plaintext);
+}
+
+StatusOr<crypto::SecureBuffer> OpenData(std::uint8_t format, std::span<const std::uint8_t> dek,
+                                        std::span<const std::uint8_t> nonce,
+                                        std::span<const std::uint8_t> aad,
+                                        std::span<const std::uint8_t> sealed) {
+  if (format == kEnvelopeFormatChaCha20Poly1305) {
+    return crypto::ChaCha20Poly1305Open(dek, nonce, aad, sealed);
+  }
+  return crypto::AesGcmOpen(dek, nonce, aad, sealed);
 }
 
 std::vector<std::uint8_t> DataAad(std::uint8_t format, std::string_view key_name,

@@ -63,6 +63,11 @@ audit::Event KeyEvent(std::string_view op, std::string_view name, const Caller& 
   return e;
 }
 
+std::uint8_t FormatOf(DataCipher cipher) {
+  return cipher == DataCipher::kChaCha20Poly1305 ? kEnvelopeFormatChaCha20Poly1305
+                                                 : kEnvelopeFormatV1;
+}
+
 }  // namespace
 
 std::string_view KeyStateName(KeyState state) {
@@ -97,6 +102,11 @@ CREATE TABLE keyring_versions (
   created INTEGER NOT NULL,
   PRIMARY KEY (name, version)
 );
+)sql"},
+          // Per-key data cipher (the envelope format byte) and trimmed versions.
+          {"keyring", 2, R"sql(
+ALTER TABLE keyring_keys ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE keyring_keys ADD COLUMN min_available_version INTEGER NOT NULL DEFAULT 1;
 )sql"}};
 }
 
@@ -115,13 +125,16 @@ struct VersionEntry {
 struct KeyEntry {
   std::string name;
   bool enabled = true;
+  std::uint8_t format = kEnvelopeFormatV1;  // the data cipher of every envelope of this key
   std::uint32_t latest_version = 0;
+  std::uint32_t min_available_version = 1;
   std::uint32_t min_decryption_version = 1;
   std::uint32_t min_encryption_version = 0;
   std::optional<TimePoint> deletion_time;
   TimePoint created;
   TimePoint updated;
-  std::vector<std::shared_ptr<VersionEntry>> versions;  // versions[i] is version i + 1
+  // versions[i] is version i + 1; null below min_available_version (trimmed).
+  std::vector<std::shared_ptr<VersionEntry>> versions;
 
   KeyState state() const {
     if (deletion_time) return KeyState::kPendingDeletion;
@@ -205,16 +218,19 @@ struct Keyring::Impl {
   static Status SaveKey(store::Transaction& tx, const KeyEntry& k) {
     auto r = tx.Execute(
         "INSERT INTO keyring_keys (name, enabled, latest_version, min_decryption_version, "
-        "min_encryption_version, deletion_time, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "min_encryption_version, deletion_time, created, updated, format, "
+        "min_available_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, "
         "latest_version = excluded.latest_version, "
         "min_decryption_version = excluded.min_decryption_version, "
         "min_encryption_version = excluded.min_encryption_version, "
-        "deletion_time = excluded.deletion_time, updated = excluded.updated",
+        "deletion_time = excluded.deletion_time, updated = excluded.updated, "
+        "min_available_version = excluded.min_available_version",
         {k.name, std::int64_t{k.enabled ? 1 : 0}, std::int64_t{k.latest_version},
          std::int64_t{k.min_decryption_version}, std::int64_t{k.min_encryption_version},
          k.deletion_time ? store::Value(ToNanos(*k.deletion_time)) : store::Value(nullptr),
-         ToNanos(k.created), ToNanos(k.updated)});
+         ToNanos(k.created), ToNanos(k.updated), std::int64_t{k.format},
+         std::int64_t{k.min_available_version}});
     return r.status();
   }
 
@@ -297,6 +313,39 @@ struct Keyring::Impl {
     return InternalError("unknown key state");
   }
 
+  // The version an encryption (or rewrap) uses: `requested`, or the latest for 0.
+  static StatusOr<std::uint32_t> EncryptionVersion(const KeyEntry& k, std::uint32_t requested) {
+    if (requested == 0) return k.latest_version;
+    if (requested > k.latest_version) {
+      return InvalidArgumentError("requested key version does not exist");
+    }
+    if (requested < k.min_decryption_version || requested < k.min_encryption_version) {
+      return FailedPreconditionError(
+          "requested version for encryption is less than the minimum encryption key version");
+    }
+    return requested;
+  }
+
+  // The DEK of an envelope this key may open (format and version checked).
+  StatusOr<std::shared_ptr<const crypto::SecureBuffer>> OpeningDek(const KeyEntry& k,
+                                                                   const Envelope& env) {
+    // An envelope of another cipher was not made by this key.
+    if (env.format != k.format) {
+      return InvalidArgumentError("invalid ciphertext: message authentication failed");
+    }
+    LOCKBOX_RETURN_IF_ERROR(CheckDecryptionVersion(k, env.key_version));
+    return DecryptionDek(k, env);
+  }
+
+  static StatusOr<crypto::SecureBuffer> Open(const KeyEntry& k, const Envelope& env,
+                                             const crypto::SecureBuffer& dek,
+                                             std::span<const std::uint8_t> context) {
+    auto plaintext = OpenData(env.format, dek.span(), env.nonce,
+                              DataAad(env.format, k.name, context), env.sealed);
+    if (!plaintext.ok()) return AsInvalidCiphertext(plaintext.status());
+    return std::move(*plaintext);
+  }
+
   // Version checks shared by decrypt and rewrap.
   static Status CheckDecryptionVersion(const KeyEntry& k, std::uint32_t version) {
     if (version == 0 || version > k.latest_version) {
@@ -329,7 +378,7 @@ struct Keyring::Impl {
 
   StatusOr<std::vector<std::uint8_t>> WrapDek(const KeyEntry& k, std::uint32_t version,
                                               const crypto::SecureBuffer& dek) {
-    const auto aad = DekAad(kEnvelopeFormatV1, k.name, version);
+    const auto aad = DekAad(k.format, k.name, version);
     auto wrapped = WithKek(k.Version(version), [&](const hsm::KeyHandle& kek) {
       return hsm.WrapData(kek, dek.span(), aad);
     });
@@ -352,13 +401,47 @@ struct Keyring::Impl {
                              std::span<const std::uint8_t> context) {
     LOCKBOX_ASSIGN_OR_RETURN(CachedDek dek, EncryptionDek(k, version));
     Envelope env;
+    env.format = k.format;
     env.key_version = version;
     env.wrapped_dek = std::move(dek.wrapped);
     env.nonce = crypto::RandomVector(crypto::kAesGcmNonceSize);
-    LOCKBOX_ASSIGN_OR_RETURN(env.sealed,
-                             crypto::AesGcmSeal(dek.key->span(), env.nonce,
-                                                DataAad(env.format, k.name, context), plaintext));
+    LOCKBOX_ASSIGN_OR_RETURN(env.sealed, SealData(env.format, dek.key->span(), env.nonce,
+                                                  DataAad(env.format, k.name, context), plaintext));
     return EncodeEnvelope(env);
+  }
+
+  // Forgets the unwrapped KEKs of versions whose wrapped KEKs were erased.
+  void DropKeks(const std::vector<std::shared_ptr<VersionEntry>>& versions) {
+    for (const auto& v : versions) {
+      if (!v) continue;
+      std::lock_guard lock(v->kek_mu);
+      if (v->kek) {
+        // A failure leaves only a session object, which dies with the HSM session anyway; the
+        // wrapped KEK is already gone, so it can never be recreated.
+        (void)hsm.DestroyObject(*v->kek);
+      }
+      v->kek.reset();
+    }
+  }
+
+  // Crypto-shreds a key (admin_mu held): the wrapped KEKs are the only way back to the DEKs.
+  // secure_delete keeps their bytes out of the database's free pages.
+  Status Destroy(const KeyEntry& k, audit::Event& event, const store::UnitOfWork& also) {
+    event.details["versions"] = k.latest_version;
+    LOCKBOX_RETURN_IF_ERROR(CommitWithEvent(event, [&](store::Transaction& tx) -> Status {
+      LOCKBOX_RETURN_IF_ERROR(
+          tx.Execute("DELETE FROM keyring_versions WHERE name = ?", {k.name}).status());
+      LOCKBOX_RETURN_IF_ERROR(
+          tx.Execute("DELETE FROM keyring_keys WHERE name = ?", {k.name}).status());
+      return also ? also(tx) : Status::Ok();
+    }));
+    {
+      std::unique_lock lock(keys_mu);
+      keys.erase(k.name);
+    }
+    cache.EvictKey(k.name);
+    DropKeks(k.versions);
+    return Status::Ok();
   }
 
   Status Load() {
@@ -366,7 +449,8 @@ struct Keyring::Impl {
       LOCKBOX_ASSIGN_OR_RETURN(
           auto key_rows,
           tx.Query("SELECT name, enabled, latest_version, min_decryption_version, "
-                   "min_encryption_version, deletion_time, created, updated FROM keyring_keys",
+                   "min_encryption_version, deletion_time, created, updated, format, "
+                   "min_available_version FROM keyring_keys",
                    {}));
       std::unordered_map<std::string, std::shared_ptr<KeyEntry>> loaded;
       for (const auto& row : key_rows) {
@@ -382,6 +466,13 @@ struct Keyring::Impl {
         }
         LOCKBOX_ASSIGN_OR_RETURN(auto created, store::GetInt(row, 6));
         LOCKBOX_ASSIGN_OR_RETURN(auto updated, store::GetInt(row, 7));
+        LOCKBOX_ASSIGN_OR_RETURN(auto format, store::GetInt(row, 8));
+        LOCKBOX_ASSIGN_OR_RETURN(auto min_available, store::GetInt(row, 9));
+        if (format != kEnvelopeFormatV1 && format != kEnvelopeFormatChaCha20Poly1305) {
+          return DataLossError("keyring: key '" + k->name + "' has an unknown format");
+        }
+        k->format = static_cast<std::uint8_t>(format);
+        k->min_available_version = static_cast<std::uint32_t>(min_available);
         k->enabled = enabled != 0;
         k->latest_version = static_cast<std::uint32_t>(latest);
         k->min_decryption_version = static_cast<std::uint32_t>(min_dec);
@@ -400,7 +491,8 @@ struct Keyring::Impl {
         LOCKBOX_ASSIGN_OR_RETURN(auto name, store::GetText(row, 0));
         LOCKBOX_ASSIGN_OR_RETURN(auto number, store::GetInt(row, 1));
         auto it = loaded.find(name);
-        if (it == loaded.end() || number < 1 || number > it->second->latest_version) {
+        if (it == loaded.end() || number < it->second->min_available_version ||
+            number > it->second->latest_version) {
           return DataLossError("keyring: version row without a key: '" + name + "'");
         }
         auto v = std::make_shared<VersionEntry>();
@@ -412,8 +504,10 @@ struct Keyring::Impl {
         it->second->versions[v->version - 1] = std::move(v);
       }
       for (auto& [name, k] : loaded) {
-        for (const auto& v : k->versions) {
-          if (!v) return DataLossError("keyring: key '" + name + "' is missing a version");
+        for (std::uint32_t v = k->min_available_version; v <= k->latest_version; ++v) {
+          if (!k->versions[v - 1]) {
+            return DataLossError("keyring: key '" + name + "' is missing a version");
+          }
         }
         keys.emplace(name, std::move(k));
       }
@@ -443,7 +537,7 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(hsm::Hsm& hsm, store::Store& st
   return std::unique_ptr<Keyring>(new Keyring(std::move(impl)));
 }
 
-Status Keyring::CreateKey(std::string_view name, const Caller& caller) {
+Status Keyring::CreateKey(std::string_view name, const Caller& caller, const KeyOptions& options) {
   return impl_->AuditedChange(KeyEvent("create", name, caller), [&](audit::Event& event) {
     LOCKBOX_RETURN_IF_ERROR(ValidateName(name));
     std::lock_guard admin(impl_->admin_mu);
@@ -451,10 +545,12 @@ Status Keyring::CreateKey(std::string_view name, const Caller& caller) {
     LOCKBOX_ASSIGN_OR_RETURN(auto version, impl_->NewVersion(1));
     auto k = std::make_shared<KeyEntry>();
     k->name = std::string(name);
+    k->format = FormatOf(options.cipher);
     k->latest_version = 1;
     k->created = k->updated = version->created;
     k->versions.push_back(version);
     event.details["version"] = 1;
+    event.details["format"] = k->format;
     LOCKBOX_RETURN_IF_ERROR(impl_->CommitWithEvent(event, [&](store::Transaction& tx) -> Status {
       LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *k));
       return Impl::SaveVersion(tx, k->name, *version);
@@ -470,13 +566,18 @@ StatusOr<KeyMetadata> Keyring::ReadKey(std::string_view name) const {
   KeyMetadata m;
   m.name = k->name;
   m.state = k->state();
+  m.cipher = k->format == kEnvelopeFormatChaCha20Poly1305 ? DataCipher::kChaCha20Poly1305
+                                                          : DataCipher::kAes256Gcm;
   m.latest_version = k->latest_version;
+  m.min_available_version = k->min_available_version;
   m.min_decryption_version = k->min_decryption_version;
   m.min_encryption_version = k->min_encryption_version;
   m.deletion_time = k->deletion_time;
   m.created = k->created;
   m.updated = k->updated;
-  for (const auto& v : k->versions) m.versions.push_back({v->version, v->created});
+  for (const auto& v : k->versions) {
+    if (v) m.versions.push_back({v->version, v->created});
+  }
   return m;
 }
 
@@ -521,6 +622,10 @@ Status Keyring::SetMinVersions(std::string_view name, std::uint32_t min_decrypti
       if (min_decryption_version < 1 || min_decryption_version > k.latest_version) {
         return InvalidArgumentError(
             "min_decryption_version must be between 1 and the latest version");
+      }
+      if (min_decryption_version < k.min_available_version) {
+        return InvalidArgumentError(
+            "min_decryption_version cannot be below the minimum available version");
       }
       if (min_encryption_version > k.latest_version) {
         return InvalidArgumentError("min_encryption_version cannot be above the latest version");
@@ -588,28 +693,53 @@ Status Keyring::DestroyKey(std::string_view name, const Caller& caller) {
     if (!k->deletion_time || impl_->options.clock() < *k->deletion_time) {
       return FailedPreconditionError("key '" + k->name + "' is not due for destruction");
     }
-    event.details["versions"] = k->latest_version;
-    // Crypto-shredding: the wrapped KEKs are the only way back to the DEKs. secure_delete keeps
-    // their bytes out of the database's free pages.
-    LOCKBOX_RETURN_IF_ERROR(impl_->CommitWithEvent(event, [&](store::Transaction& tx) -> Status {
-      LOCKBOX_RETURN_IF_ERROR(
-          tx.Execute("DELETE FROM keyring_versions WHERE name = ?", {k->name}).status());
-      return tx.Execute("DELETE FROM keyring_keys WHERE name = ?", {k->name}).status();
+    return impl_->Destroy(*k, event, {});
+  });
+}
+
+Status Keyring::DestroyKeyNow(std::string_view name, const Caller& caller, store::UnitOfWork also) {
+  return impl_->AuditedChange(KeyEvent("destroy", name, caller), [&](audit::Event& event) {
+    std::lock_guard admin(impl_->admin_mu);
+    auto k = impl_->Find(name);
+    if (!k) return KeyNotFound(name);
+    event.details["immediate"] = true;
+    return impl_->Destroy(*k, event, also);
+  });
+}
+
+Status Keyring::TrimVersions(std::string_view name, std::uint32_t min_available_version,
+                             const Caller& caller, store::UnitOfWork also) {
+  audit::Event event = KeyEvent("trim", name, caller);
+  event.details["min_available_version"] = min_available_version;
+  return impl_->AuditedChange(std::move(event), [&](audit::Event& e) {
+    std::lock_guard admin(impl_->admin_mu);
+    auto current = impl_->Find(name);
+    if (!current) return KeyNotFound(name);
+    if (min_available_version < current->min_available_version) {
+      return InvalidArgumentError("the minimum available version cannot be lowered");
+    }
+    if (min_available_version > current->min_decryption_version) {
+      return InvalidArgumentError(
+          "the minimum available version cannot be above min_decryption_version");
+    }
+    auto next = std::make_shared<KeyEntry>(*current);
+    next->min_available_version = min_available_version;
+    next->updated = impl_->options.clock();
+    std::vector<std::shared_ptr<VersionEntry>> trimmed;
+    for (std::uint32_t v = current->min_available_version; v < min_available_version; ++v) {
+      trimmed.push_back(std::move(next->versions[v - 1]));
+    }
+    LOCKBOX_RETURN_IF_ERROR(impl_->CommitWithEvent(e, [&](store::Transaction& tx) -> Status {
+      LOCKBOX_RETURN_IF_ERROR(tx.Execute("DELETE FROM keyring_versions WHERE name = ? AND "
+                                         "version < ?",
+                                         {next->name, std::int64_t{min_available_version}})
+                                  .status());
+      LOCKBOX_RETURN_IF_ERROR(Impl::SaveKey(tx, *next));
+      return also ? also(tx) : Status::Ok();
     }));
-    {
-      std::unique_lock lock(impl_->keys_mu);
-      impl_->keys.erase(k->name);
-    }
-    impl_->cache.EvictKey(k->name);
-    for (const auto& v : k->versions) {
-      std::lock_guard lock(v->kek_mu);
-      if (v->kek) {
-        // A failure leaves only a session object, which dies with the HSM session anyway; the
-        // wrapped KEK is already gone, so it can never be recreated.
-        (void)impl_->hsm.DestroyObject(*v->kek);
-      }
-      v->kek.reset();
-    }
+    impl_->Publish(next);
+    impl_->cache.EvictKey(next->name);
+    impl_->DropKeks(trimmed);
     return Status::Ok();
   });
 }
@@ -637,18 +767,7 @@ StatusOr<std::string> Keyring::Encrypt(std::string_view name,
         auto k = impl_->Find(name);
         if (!k) return KeyNotFound(name);
         LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
-        std::uint32_t version = k->latest_version;
-        if (key_version != 0) {
-          if (key_version > k->latest_version) {
-            return InvalidArgumentError("requested key version does not exist");
-          }
-          if (key_version < k->min_decryption_version || key_version < k->min_encryption_version) {
-            return FailedPreconditionError(
-                "requested version for encryption is less than the minimum encryption key "
-                "version");
-          }
-          version = key_version;
-        }
+        LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t version, Impl::EncryptionVersion(*k, key_version));
         event.details["key_version"] = version;
         return impl_->Seal(*k, version, plaintext, context);
       });
@@ -665,34 +784,29 @@ StatusOr<crypto::SecureBuffer> Keyring::Decrypt(std::string_view name, std::stri
         LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
         LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
         event.details["key_version"] = env.key_version;
-        LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
-        LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
-        auto plaintext = crypto::AesGcmOpen(dek->span(), env.nonce,
-                                            DataAad(env.format, k->name, context), env.sealed);
-        if (!plaintext.ok()) return AsInvalidCiphertext(plaintext.status());
-        return std::move(*plaintext);
+        LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->OpeningDek(*k, env));
+        return Impl::Open(*k, env, *dek, context);
       });
 }
 
 StatusOr<std::string> Keyring::Rewrap(std::string_view name, std::string_view ciphertext,
-                                      std::span<const std::uint8_t> context, const Caller& caller) {
+                                      std::span<const std::uint8_t> context, const Caller& caller,
+                                      std::uint32_t key_version) {
   return impl_->AuditedUse<std::string>(
       caller, KeyEvent("rewrap", name, caller), [&](audit::Event& event) -> StatusOr<std::string> {
         auto k = impl_->Find(name);
         if (!k) return KeyNotFound(name);
         LOCKBOX_RETURN_IF_ERROR(impl_->CheckUsable(*k));
+        LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t target, Impl::EncryptionVersion(*k, key_version));
         LOCKBOX_ASSIGN_OR_RETURN(Envelope env, DecodeEnvelope(ciphertext));
         event.details["from_version"] = env.key_version;
-        LOCKBOX_RETURN_IF_ERROR(Impl::CheckDecryptionVersion(*k, env.key_version));
-        LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->DecryptionDek(*k, env));
         // The DEK alone cannot prove the context: check the data's tag before vouching for it,
         // so a rewrap never launders a ciphertext that would not decrypt. The plaintext is
         // dropped unread.
-        auto check = crypto::AesGcmOpen(dek->span(), env.nonce,
-                                        DataAad(env.format, k->name, context), env.sealed);
-        if (!check.ok()) return AsInvalidCiphertext(check.status());
-        LOCKBOX_ASSIGN_OR_RETURN(env.wrapped_dek, impl_->WrapDek(*k, k->latest_version, *dek));
-        env.key_version = k->latest_version;
+        LOCKBOX_ASSIGN_OR_RETURN(auto dek, impl_->OpeningDek(*k, env));
+        LOCKBOX_RETURN_IF_ERROR(Impl::Open(*k, env, *dek, context).status());
+        LOCKBOX_ASSIGN_OR_RETURN(env.wrapped_dek, impl_->WrapDek(*k, target, *dek));
+        env.key_version = target;
         event.details["key_version"] = env.key_version;
         return EncodeEnvelope(env);
       });

@@ -51,7 +51,6 @@ struct Caller {
   bool audited_by_caller = false;
 };
 
-
 struct KeyringOptions {
   std::string master_key_label = "lockbox/mkek/v1";
   // Generate the MKEK in the HSM if it does not exist yet (first start).
@@ -66,6 +65,14 @@ struct KeyringOptions {
 enum class KeyState { kEnabled, kDisabled, kPendingDeletion };
 std::string_view KeyStateName(KeyState state);
 
+// The AEAD that seals a key's data (fixed when the key is created; the envelope's format byte
+// names it, see docs/formats.md). Both take the same 32-byte DEK and 12-byte random nonce.
+enum class DataCipher { kAes256Gcm, kChaCha20Poly1305 };
+
+struct KeyOptions {
+  DataCipher cipher = DataCipher::kAes256Gcm;
+};
+
 struct KeyVersionInfo {
   std::uint32_t version = 0;
   TimePoint created;
@@ -74,7 +81,10 @@ struct KeyVersionInfo {
 struct KeyMetadata {
   std::string name;
   KeyState state = KeyState::kEnabled;
+  DataCipher cipher = DataCipher::kAes256Gcm;
   std::uint32_t latest_version = 0;
+  // Versions below this were trimmed (their KEKs erased); `versions` lists only the others.
+  std::uint32_t min_available_version = 1;
   std::uint32_t min_decryption_version = 1;
   std::uint32_t min_encryption_version = 0;  // 0: always the latest version
   std::optional<TimePoint> deletion_time;
@@ -93,16 +103,18 @@ class Keyring {
   // Applies the keyring's schema migrations, finds (or creates) the MKEK and loads all keys.
   // `events` must outlive the keyring.
   static StatusOr<std::unique_ptr<Keyring>> Open(hsm::Hsm& hsm, store::Store& store,
-                                                 audit_log::EventLog& events, KeyringOptions options = {});
+                                                 audit_log::EventLog& events,
+                                                 KeyringOptions options = {});
   ~Keyring();
 
   // --- Lifecycle ---
-  Status CreateKey(std::string_view name, const Caller& caller = {});
+  Status CreateKey(std::string_view name, const Caller& caller = {},
+                   const KeyOptions& options = {});
   StatusOr<KeyMetadata> ReadKey(std::string_view name) const;
   std::vector<std::string> ListKeys() const;
   Status RotateKey(std::string_view name, const Caller& caller = {});
   // 0 for min_encryption_version means "latest". Versions must satisfy
-  // 1 <= min_decryption_version <= latest and min_encryption_version <= latest.
+  // min_available_version <= min_decryption_version <= latest and min_encryption_version <= latest.
   Status SetMinVersions(std::string_view name, std::uint32_t min_decryption_version,
                         std::uint32_t min_encryption_version, const Caller& caller = {});
   Status SetEnabled(std::string_view name, bool enabled, const Caller& caller = {});
@@ -113,6 +125,17 @@ class Keyring {
   Status CancelDeletion(std::string_view name, const Caller& caller = {});
   // Destroys a key whose deletion time has passed: wrapped KEKs erased, HSM objects destroyed.
   Status DestroyKey(std::string_view name, const Caller& caller = {});
+  // Destroys a key now, whatever its state and without a waiting period: for callers that enforce
+  // their own deletion gate (transit's deletion_allowed). Audited as "keyring.destroy" with
+  // details.immediate = true. `also` (optional) runs in the same unit of work as the erasure and
+  // its audit event, so the caller's own rows go in the same transaction.
+  Status DestroyKeyNow(std::string_view name, const Caller& caller = {},
+                       store::UnitOfWork also = {});
+  // Crypto-shreds every version below `min_available_version` (wrapped KEKs erased, HSM objects
+  // destroyed). Requires min_available_version <= min_decryption_version, so no version still
+  // allowed to decrypt is removed; lowering it is refused. `also` as for DestroyKeyNow.
+  Status TrimVersions(std::string_view name, std::uint32_t min_available_version,
+                      const Caller& caller = {}, store::UnitOfWork also = {});
   // Destroys every key whose deletion time has passed; returns the names destroyed.
   StatusOr<std::vector<std::string>> DestroyDueKeys();
 
@@ -124,11 +147,11 @@ class Keyring {
   StatusOr<crypto::SecureBuffer> Decrypt(std::string_view name, std::string_view ciphertext,
                                          std::span<const std::uint8_t> context = {},
                                          const Caller& caller = {});
-  // Re-wraps the DEK under the latest version (HSM unwrap + wrap); the sealed data is untouched
-  // and the plaintext is never exposed.
+  // Re-wraps the DEK under `key_version` (0 = latest; otherwise the rules of Encrypt) with an HSM
+  // unwrap + wrap; the sealed data is untouched and the plaintext is never exposed.
   StatusOr<std::string> Rewrap(std::string_view name, std::string_view ciphertext,
                                std::span<const std::uint8_t> context = {},
-                               const Caller& caller = {});
+                               const Caller& caller = {}, std::uint32_t key_version = 0);
   // A fresh random data key of `bits` (128, 256 or 512), sealed under the named key.
   StatusOr<DataKey> GenerateDataKey(std::string_view name, bool include_plaintext,
                                     std::span<const std::uint8_t> context = {},

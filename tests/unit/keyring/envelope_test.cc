@@ -53,7 +53,7 @@ TEST(EnvelopeTest, RejectsBadBinaryFields) {
   auto bin = *crypto::Base64Decode(text.substr(9));
 
   auto unknown_format = bin;
-  unknown_format[0] = 2;
+  unknown_format[0] = 0x7f;  // 1 and 2 are AES-256-GCM and ChaCha20-Poly1305
   EXPECT_FALSE(DecodeEnvelope(encode_raw(unknown_format)).ok());
 
   auto zero_dek = bin;

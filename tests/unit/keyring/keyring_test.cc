@@ -302,6 +302,107 @@ TEST_F(KeyringTest, DeletionWaitsCanBeCancelledAndDestroysForGood) {
   EXPECT_EQ(pt.status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(KeyringTest, ChaChaKeysSealWithFormatTwoAndStayBoundToTheirCipher) {
+  ASSERT_TRUE(keyring_->CreateKey("cc", {}, KeyOptions{DataCipher::kChaCha20Poly1305}).ok());
+  ASSERT_TRUE(keyring_->CreateKey("aes").ok());
+  EXPECT_EQ(keyring_->ReadKey("cc")->cipher, DataCipher::kChaCha20Poly1305);
+  EXPECT_EQ(keyring_->ReadKey("aes")->cipher, DataCipher::kAes256Gcm);
+  const std::string ct = MustEncrypt("cc", "chacha payload", "ctx");
+  auto env = DecodeEnvelope(ct);
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(env->format, kEnvelopeFormatChaCha20Poly1305);
+  EXPECT_EQ(DecryptText("cc", ct, "ctx").value(), "chacha payload");
+  EXPECT_FALSE(DecryptText("cc", ct, "other").ok());
+  // Relabelling the format byte does not make the data open as AES-GCM, or vice versa.
+  Envelope relabelled = *env;
+  relabelled.format = kEnvelopeFormatV1;
+  EXPECT_EQ(DecryptText("cc", EncodeEnvelope(relabelled), "ctx").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecryptText("aes", ct, "ctx").status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(keyring_->RotateKey("cc").ok());
+  auto rewrapped = keyring_->Rewrap("cc", ct, AsBytes("ctx"));
+  ASSERT_TRUE(rewrapped.ok()) << rewrapped.status().ToString();
+  EXPECT_EQ(DecodeEnvelope(*rewrapped)->format, kEnvelopeFormatChaCha20Poly1305);
+  Restart();
+  EXPECT_EQ(DecryptText("cc", *rewrapped, "ctx").value(), "chacha payload");
+  EXPECT_EQ(keyring_->ReadKey("cc")->cipher, DataCipher::kChaCha20Poly1305);
+}
+
+TEST_F(KeyringTest, RewrapToAChosenVersion) {
+  ASSERT_TRUE(keyring_->CreateKey("app").ok());
+  const std::string v1 = MustEncrypt("app", "payload");
+  ASSERT_TRUE(keyring_->RotateKey("app").ok());
+  ASSERT_TRUE(keyring_->RotateKey("app").ok());
+  auto to2 = keyring_->Rewrap("app", v1, {}, {}, 2);
+  ASSERT_TRUE(to2.ok()) << to2.status().ToString();
+  EXPECT_TRUE(to2->starts_with("vault:v2:"));
+  EXPECT_EQ(DecryptText("app", *to2).value(), "payload");
+  EXPECT_EQ(keyring_->Rewrap("app", v1, {}, {}, 4).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(keyring_->SetMinVersions("app", 1, 3).ok());
+  EXPECT_EQ(keyring_->Rewrap("app", v1, {}, {}, 2).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(KeyringTest, DestroyKeyNowShredsWithoutWaitingAndRunsTheCallersWork) {
+  ASSERT_TRUE(keyring_->CreateKey("app").ok());
+  const std::string ct = MustEncrypt("app", "gone");
+  ASSERT_TRUE(store_->Migrate({{"keyring_test", 1, "CREATE TABLE side (v INTEGER)"}}).ok());
+  Caller alice{"req-9", "alice", "10.0.0.1"};
+  ASSERT_TRUE(keyring_
+                  ->DestroyKeyNow("app", alice,
+                                  [](store::Transaction& tx) {
+                                    return tx.Execute("INSERT INTO side VALUES (1)", {}).status();
+                                  })
+                  .ok());
+  EXPECT_EQ(keyring_->ReadKey("app").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(*store::GetInt(store_->Query("SELECT COUNT(*) FROM side", {})->at(0), 0), 1);
+  EXPECT_EQ(*store::GetInt(store_->Query("SELECT COUNT(*) FROM keyring_versions", {})->at(0), 0),
+            0);
+  const auto events = AuditEvents();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().op, "keyring.destroy");
+  EXPECT_EQ(events.back().actor, "alice");
+  EXPECT_EQ(events.back().details["immediate"], true);
+  ASSERT_TRUE(keyring_->CreateKey("app").ok());
+  EXPECT_EQ(DecryptText("app", ct).status().code(), StatusCode::kInvalidArgument);
+
+  // The caller's work failing rolls everything back: the key survives.
+  const std::string kept = MustEncrypt("app", "kept");
+  EXPECT_FALSE(
+      keyring_->DestroyKeyNow("app", {}, [](store::Transaction&) { return InternalError("boom"); })
+          .ok());
+  EXPECT_EQ(DecryptText("app", kept).value(), "kept");
+  EXPECT_EQ(keyring_->DestroyKeyNow("none").code(), StatusCode::kNotFound);
+}
+
+TEST_F(KeyringTest, TrimVersionsErasesOldKeksOnly) {
+  ASSERT_TRUE(keyring_->CreateKey("app").ok());
+  const std::string v1 = MustEncrypt("app", "one");
+  ASSERT_TRUE(keyring_->RotateKey("app").ok());
+  const std::string v2 = MustEncrypt("app", "two");
+  ASSERT_TRUE(keyring_->RotateKey("app").ok());
+  // Versions still allowed to decrypt cannot be trimmed.
+  EXPECT_EQ(keyring_->TrimVersions("app", 2).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(keyring_->SetMinVersions("app", 2, 0).ok());
+  ASSERT_TRUE(keyring_->TrimVersions("app", 2).ok());
+  auto meta = keyring_->ReadKey("app");
+  EXPECT_EQ(meta->min_available_version, 2u);
+  ASSERT_EQ(meta->versions.size(), 2u);
+  EXPECT_EQ(meta->versions[0].version, 2u);
+  EXPECT_EQ(keyring_->TrimVersions("app", 1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(keyring_->SetMinVersions("app", 1, 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      *store::GetInt(
+          store_->Query("SELECT COUNT(*) FROM keyring_versions WHERE version = 1", {})->at(0), 0),
+      0);
+  Restart();
+  EXPECT_EQ(keyring_->ReadKey("app")->min_available_version, 2u);
+  EXPECT_EQ(DecryptText("app", v2).value(), "two");
+  EXPECT_EQ(DecryptText("app", v1).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(keyring_->Encrypt("app", AsBytes("x"), {}, 1).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
 TEST_F(KeyringTest, DekCacheKeepsTheHsmOffTheHotPath) {
   ASSERT_TRUE(keyring_->CreateKey("app").ok());
   std::vector<std::string> cts;
