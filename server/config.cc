@@ -26,7 +26,7 @@ std::string Join(const std::string& prefix, const std::string& key) {
 
 // Every key of `obj` must be in `allowed`.
 Status CheckObject(const json& obj, const std::string& field,
-                   std::initializer_list<std::string_view> allowed) {
+                   const std::vector<std::string_view>& allowed) {
   if (!obj.is_object()) {
     return field.empty() ? InvalidArgumentError("expected a JSON object")
                          : FieldError(field, "expected an object");
@@ -156,19 +156,39 @@ Status ParsePkcs11(const json& j, ServerConfig& out) {
 }
 
 Status ParseLimits(const json& j, LimitsConfig& out) {
-  LOCKBOX_RETURN_IF_ERROR(
-      CheckObject(j, "limits", {"max_request_bytes", "max_header_bytes", "max_connections"}));
-  if (j.contains("max_request_bytes")) {
-    LOCKBOX_ASSIGN_OR_RETURN(out.max_request_bytes,
-                             PositiveIntField(j["max_request_bytes"], "limits.max_request_bytes"));
+  struct CountField {
+    const char* name;
+    std::uint64_t LimitsConfig::*member;
+  };
+  static constexpr CountField kCounts[] = {
+      {"max_request_bytes", &LimitsConfig::max_request_bytes},
+      {"max_header_bytes", &LimitsConfig::max_header_bytes},
+      {"max_connections", &LimitsConfig::max_connections},
+      {"worker_threads", &LimitsConfig::worker_threads},
+      {"requests_per_second_per_client", &LimitsConfig::requests_per_second_per_client},
+      {"requests_per_second_per_token", &LimitsConfig::requests_per_second_per_token},
+  };
+  struct DurationFieldSpec {
+    const char* name;
+    milliseconds LimitsConfig::*member;
+  };
+  static constexpr DurationFieldSpec kDurations[] = {
+      {"read_timeout", &LimitsConfig::read_timeout},
+      {"idle_timeout", &LimitsConfig::idle_timeout},
+  };
+  std::vector<std::string_view> known;
+  for (const auto& f : kCounts) known.emplace_back(f.name);
+  for (const auto& f : kDurations) known.emplace_back(f.name);
+  LOCKBOX_RETURN_IF_ERROR(CheckObject(j, "limits", known));
+  for (const auto& f : kCounts) {
+    if (!j.contains(f.name)) continue;
+    LOCKBOX_ASSIGN_OR_RETURN(out.*f.member,
+                             PositiveIntField(j[f.name], std::string("limits.") + f.name));
   }
-  if (j.contains("max_header_bytes")) {
-    LOCKBOX_ASSIGN_OR_RETURN(out.max_header_bytes,
-                             PositiveIntField(j["max_header_bytes"], "limits.max_header_bytes"));
-  }
-  if (j.contains("max_connections")) {
-    LOCKBOX_ASSIGN_OR_RETURN(out.max_connections,
-                             PositiveIntField(j["max_connections"], "limits.max_connections"));
+  for (const auto& f : kDurations) {
+    if (!j.contains(f.name)) continue;
+    LOCKBOX_ASSIGN_OR_RETURN(out.*f.member,
+                             DurationField(j[f.name], std::string("limits.") + f.name));
   }
   return Status::Ok();
 }

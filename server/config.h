@@ -11,7 +11,11 @@
 //                                                      optional, all three required when present;
 //                                                      omitted: SoftHSM2 token under storage.path
 //    "default_lease_ttl": "768h", "max_lease_ttl": "768h",   duration; default <= max
-//    "limits":   {"max_request_bytes": N, "max_header_bytes": N, "max_connections": N},
+//    "limits":   {"max_request_bytes": N (1 MiB), "max_header_bytes": N (16 KiB),
+//                 "max_connections": N (1024), "worker_threads": N (64),
+//                 "requests_per_second_per_client": N, "requests_per_second_per_token": N
+//                 (token buckets; omitted: unlimited), "read_timeout": "30s", "idle_timeout":
+//                 "60s"},
 //    "audit":    {"checkpoint_every_events": 1000, "checkpoint_interval": "10s",
 //                 "sinks": [...]}}                     sinks: see server/siem/config.h
 // Durations: "<integer><unit>" with unit ms, s, m or h ("768h", "30m", "15s", "250ms"), or an
@@ -55,9 +59,16 @@ struct Pkcs11Config {
 };
 
 struct LimitsConfig {
-  std::uint64_t max_request_bytes = 32 * 1024 * 1024;
-  std::uint64_t max_header_bytes = 64 * 1024;
+  std::uint64_t max_request_bytes = 1024 * 1024;
+  std::uint64_t max_header_bytes = 16 * 1024;
   std::uint64_t max_connections = 1024;
+  std::uint64_t worker_threads = 64;  // request handlers block on the HSM and the commit pipeline
+  // Token buckets (burst = one second's worth); 0 would mean unlimited but fields are positive:
+  // omit them to leave the limit off.
+  std::uint64_t requests_per_second_per_client = 0;
+  std::uint64_t requests_per_second_per_token = 0;
+  std::chrono::milliseconds read_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{60'000};
 };
 
 struct AuditConfig {

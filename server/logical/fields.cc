@@ -247,7 +247,7 @@ std::string FormatRfc3339Nano(std::chrono::system_clock::time_point time) {
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
   std::string out(buf);
   if (nanos != 0) {
-    char frac[16];
+    char frac[32];
     std::snprintf(frac, sizeof(frac), ".%09lld", static_cast<long long>(nanos));
     std::string fraction(frac);
     while (fraction.back() == '0') fraction.pop_back();
