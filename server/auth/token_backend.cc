@@ -362,30 +362,21 @@ class TokenBackend final : public logical::Backend {
     }
     seconds ttl = ttl_field ? *ttl_field : lease_field.value_or(seconds(0));
     if (role != nullptr) {
-      const seconds role_max(role->token_explicit_max_ttl);
-      if (role_max > seconds(0)) {
-        if (explicit_max == seconds(0)) {
-          explicit_max = role_max;
-        } else {
-          explicit_max = std::min(explicit_max, role_max);
-          warnings.push_back(
-              "Explicit max TTL specified both during creation call and in role; using the "
-              "lesser value of " +
-              std::to_string(explicit_max.count()) + " seconds");
+      // A limit set both by the call and by the role: the lesser wins, with Vault's warning.
+      auto take_lesser = [&warnings](seconds& value, seconds role_value, const char* what) {
+        if (role_value <= seconds(0)) return;
+        if (value == seconds(0)) {
+          value = role_value;
+          return;
         }
-      }
-      const seconds role_period(role->token_period);
-      if (role_period > seconds(0)) {
-        if (period == seconds(0)) {
-          period = role_period;
-        } else {
-          period = std::min(period, role_period);
-          warnings.push_back(
-              "Period specified both during creation call and in role; using the lesser value "
-              "of " +
-              std::to_string(period.count()) + " seconds");
-        }
-      }
+        value = std::min(value, role_value);
+        warnings.push_back(std::string(what) +
+                           " specified both during creation call and in role; using the lesser "
+                           "value of " +
+                           std::to_string(value.count()) + " seconds");
+      };
+      take_lesser(explicit_max, seconds(role->token_explicit_max_ttl), "Explicit max TTL");
+      take_lesser(period, seconds(role->token_period), "Period");
     }
 
     const bool root = Contains(params.policies, "root");
