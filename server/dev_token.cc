@@ -18,20 +18,22 @@
 extern char** environ;
 
 namespace lockbox::server {
-namespace {
-
-constexpr const char* kTokenLabel = "lockbox-dev";
 
 Status WriteSecretFile(const std::filesystem::path& path, std::string_view content) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return UnavailableError("cannot create " + path.string());
   const auto written = ::write(fd, content.data(), content.size());
+  const bool synced = ::fsync(fd) == 0;
   ::close(fd);
-  if (written != static_cast<ssize_t>(content.size())) {
+  if (written != static_cast<ssize_t>(content.size()) || !synced) {
     return UnavailableError("cannot write " + path.string());
   }
   return Status::Ok();
 }
+
+namespace {
+
+constexpr const char* kTokenLabel = "lockbox-dev";
 
 // Runs softhsm2-util without a shell (paths and PINs never pass through one).
 Status RunSoftHsmUtil(const std::vector<std::string>& args) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string_view>
 
 #include "crypto/status.h"
 #include "hsm/hsm.h"
@@ -11,5 +12,9 @@
 namespace lockbox::server {
 
 StatusOr<hsm::HsmConfig> PrepareDevToken(const std::filesystem::path& data_dir);
+
+// Creates `path` with mode 0600 from the first byte (fails if it exists), writes `content` and
+// fsyncs it. For PINs and dev mode's root token.
+Status WriteSecretFile(const std::filesystem::path& path, std::string_view content);
 
 }  // namespace lockbox::server

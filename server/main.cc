@@ -272,15 +272,9 @@ Status Runtime::InitializeDev() {
   if (!core_->initialized()) {
     LOCKBOX_ASSIGN_OR_RETURN(core::Core::InitResult init,
                              core_->Initialize(1, 1, options_.dev_root_token_id));
-    const std::string tmp = token_file.string() + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << init.root_token << "\n";
-      if (!out) return UnavailableError("cannot write " + tmp);
-    }
-    std::filesystem::permissions(
-        tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-    std::filesystem::rename(tmp, token_file);
+    std::error_code ignored;
+    std::filesystem::remove(token_file, ignored);  // left by an earlier, failed first start
+    LOCKBOX_RETURN_IF_ERROR(server::WriteSecretFile(token_file, init.root_token + "\n"));
   }
   std::string root_token;
   std::ifstream(token_file) >> root_token;
