@@ -3,6 +3,7 @@
 measured in the same run, plain HTTP and TLS (keep-alive).
 
 Usage: bench/http_bench.py LOCKBOXD [--duration 10] [--connections 64] [--threads 2]
+                           [--only NAME-SUBSTRING] [--transport both|plain|tls]
 Prints a Markdown table for BENCHMARKS.md: requests/s, p50, p99, and the ratio to nginx.
 
 Every lockboxd request here is a real one: token authenticated, ACL checked, and audited durably
@@ -166,10 +167,14 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this")
+    ap.add_argument("--transport", choices=("both", "plain", "tls"), default="both")
     args = ap.parse_args()
 
     rows = []
     for tls in (False, True):
+        if args.transport != "both" and tls != (args.transport == "tls"):
+            continue
         server = Lockboxd(args.lockboxd, tls)
         try:
             nginx = Nginx(os.path.join(server.dir, "tls", "server.pem") if tls else _dummy_cert(),
@@ -201,6 +206,8 @@ def main():
                                                method="POST", body={"ciphertext": ct})),
             ]
             for name, kw in cases:
+                if args.only not in name:
+                    continue
                 url = kw.pop("url")
                 result = wrk(url, args, **kw)
                 rows.append((name, tls, result, ceiling["rps"]))

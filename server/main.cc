@@ -165,13 +165,15 @@ Status Runtime::Start() {
   listen.per_client.per_second = static_cast<double>(limits.requests_per_second_per_client);
   listen.per_token.per_second = static_cast<double>(limits.requests_per_second_per_token);
   LOCKBOX_ASSIGN_OR_RETURN(
-      listener_, http::Listener::Start(listen, [this](http::HttpRequest& request) {
+      listener_,
+      http::Listener::Start(listen, [this](http::HttpRequest& request, http::Respond respond,
+                                           const http::Offload& offload) {
         core::Core* core = ready_core_.load(std::memory_order_acquire);
         if (core == nullptr) {
-          return http::HttpResponse{
-              503, {{"Content-Type", "application/json"}}, R"({"errors":["Vault is starting"]})"};
+          return respond(http::HttpResponse{
+              503, {{"Content-Type", "application/json"}}, R"({"errors":["Vault is starting"]})"});
         }
-        return core->Handle(request);
+        core->Handle(request, std::move(respond), offload);
       }));
   const std::string host =
       listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host;

@@ -29,6 +29,7 @@
 #include "crypto/random.h"
 #include "crypto/secure_buffer.h"
 #include "server/audit_log/hsm_signer.h"
+#include "server/blocking/would_block.h"
 
 namespace lockbox::audit_log {
 namespace {
@@ -109,6 +110,16 @@ struct AuditLog::Impl {
   mutable std::mutex head_mu;
   mutable Head committed;
 
+  // Records waiting for their unit of work (RecordAsync): the first one in submits the unit,
+  // which takes every record queued by the time it runs.
+  struct PendingRecord {
+    audit::Event event;
+    std::function<void(Status)> done;
+    Status appended;  // Append()'s own result, once the unit has run
+  };
+  std::mutex pending_mu;
+  std::vector<PendingRecord> pending;
+
   std::mutex checkpoint_mu;  // one checkpoint at a time, so they are stored in seq order
   std::mutex close_mu;
   bool close_done = false;
@@ -120,6 +131,8 @@ struct AuditLog::Impl {
   Status SetUpSigner();
   StatusOr<Head> ReadCommittedHead() const;
   Status Append(store::Transaction& tx, audit::Event event);
+  void RecordAsync(audit::Event event, std::function<void(Status)> done);
+  std::vector<PendingRecord> TakePending();
   StatusOr<std::string> WriteCheckpoint(audit::CheckpointKind kind);
   void CheckpointerLoop();
   Status Close();
@@ -388,11 +401,59 @@ Status AuditLog::Append(store::Transaction& tx, audit::Event event) {
 }
 
 Status AuditLog::Record(audit::Event event) {
-  if (impl_->closed.load(std::memory_order_acquire)) {
-    return UnavailableError("audit log: closed");
+  if (blocking::RefuseToBlock()) return blocking::WouldBlockError();
+  // Waits on a futex word, like the store's own Commit().
+  struct Result {
+    std::atomic<std::uint32_t> done{0};
+    Status status;
+  };
+  const auto result = std::make_shared<Result>();
+  impl_->RecordAsync(std::move(event), [result](Status status) {
+    result->status = std::move(status);
+    result->done.store(1, std::memory_order_release);
+    result->done.notify_one();
+  });
+  while (result->done.load(std::memory_order_acquire) == 0) result->done.wait(0);
+  return std::move(result->status);
+}
+
+void AuditLog::RecordAsync(audit::Event event, std::function<void(Status)> done) {
+  impl_->RecordAsync(std::move(event), std::move(done));
+}
+
+std::vector<AuditLog::Impl::PendingRecord> AuditLog::Impl::TakePending() {
+  std::lock_guard<std::mutex> lock(pending_mu);
+  return std::exchange(pending, {});
+}
+
+void AuditLog::Impl::RecordAsync(audit::Event event, std::function<void(Status)> done) {
+  if (closed.load(std::memory_order_acquire)) return done(UnavailableError("audit log: closed"));
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu);
+    first = pending.empty();
+    pending.push_back({std::move(event), std::move(done), Status::Ok()});
   }
-  return impl_->store.Commit(
-      [this, &event](store::Transaction& tx) { return impl_->Append(tx, std::move(event)); });
+  if (!first) return;  // the unit already queued takes it
+  // The unit takes the records queued by the time it runs; if it never runs (store closed),
+  // the completion takes them. A record Append() refuses (it then leaves the chain unchanged)
+  // fails alone; a batch that does not commit fails them all.
+  auto taken = std::make_shared<std::optional<std::vector<PendingRecord>>>();
+  store.CommitAsync(
+      [this, taken](store::Transaction& tx) {
+        *taken = TakePending();
+        for (PendingRecord& record : **taken) {
+          record.appended = Append(tx, std::move(record.event));
+        }
+        return Status::Ok();
+      },
+      [this, taken](const Status& status) {
+        std::vector<PendingRecord> records =
+            taken->has_value() ? std::move(**taken) : TakePending();
+        for (PendingRecord& record : records) {
+          record.done(status.ok() ? std::move(record.appended) : status);
+        }
+      });
 }
 
 std::string AuditLog::Hmac(std::string_view value) const {

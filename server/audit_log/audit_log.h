@@ -4,7 +4,8 @@
 // change they record: Append() runs inside a unit of work, assigns seq, time and log_id, encodes
 // the event canonically and extends the hash chain; if the unit (or its batch) rolls back, the
 // chain head rolls back with it, so seq stays gap-free and the chain matches what is on disk.
-// Record() is for reads and denials: it commits the event alone and returns once it is durable.
+// Record() is for reads and denials: it commits the event outside any state change and returns
+// once it is durable; records arriving while one is queued join its unit of work.
 // A background checkpointer signs {log_id, seq, hash, time, kind} inside the HSM at start, every
 // N events or T seconds (even when idle) and at Close().
 // Security property: if an event cannot be appended, the operation that carries it fails (the
@@ -74,8 +75,10 @@ class AuditLog final : public EventLog {
 
   // Inside a unit of work: appends `event` (seq, time, log_id are assigned here).
   Status Append(store::Transaction& tx, audit::Event event) override;
-  // Outside any unit: commits `event` alone; OK once it is durable.
+  // Outside any unit: commits `event`; OK once it is durable. Concurrent records share one unit
+  // of work (appended in arrival order): a failure fails every record of that unit.
   Status Record(audit::Event event) override;
+  void RecordAsync(audit::Event event, std::function<void(Status)> done) override;
 
   // "hmac-sha256:<hex>" of a sensitive value under the audit HMAC key.
   std::string Hmac(std::string_view value) const;

@@ -1,9 +1,11 @@
 #include "server/core/core.h"
 
 #include <array>
+#include <future>
 #include <variant>
 
 #include "crypto/encoding.h"
+#include "server/blocking/would_block.h"
 #include "server/core/core_impl.h"
 #include "server/core/sys_backend.h"
 #include "server/core/wire.h"
@@ -145,7 +147,11 @@ CoreImpl::CoreImpl(CoreOptions options, store::Store& store,
   cubbyhole_ = std::make_shared<CubbyholeBackend>();
 }
 
-CoreImpl::~CoreImpl() = default;
+CoreImpl::~CoreImpl() {
+  for (std::uint32_t n; (n = awaiting_audit_.load(std::memory_order_acquire)) != 0;) {
+    awaiting_audit_.wait(n);
+  }
+}
 
 Status CoreImpl::Start() {
   LOCKBOX_ASSIGN_OR_RETURN(policies_, PolicyStore::Load(store_));
@@ -282,19 +288,64 @@ StatusOr<Core::InitResult> CoreImpl::Initialize(int secret_shares, int secret_th
   return result;
 }
 
-http::HttpResponse CoreImpl::Handle(http::HttpRequest& request) {
+void CoreImpl::Handle(http::HttpRequest& request, http::Respond respond) {
   const auto start = std::chrono::steady_clock::now();
   const std::string request_id = RequestIdFor(request);
   std::string route = "invalid";
-  http::HttpResponse response;
+  Reply reply = Compute(request, request_id, route);  // sets `route`
+  Deliver(std::move(reply), std::move(route), start, request_id, std::move(respond));
+}
+
+bool CoreImpl::TryHandleWithoutBlocking(http::HttpRequest& request, http::Respond& respond) {
+  // Only reads are attempted: they change nothing before their first blocking call (see
+  // server/blocking/would_block.h), so a refused attempt can simply be run again.
+  if (request.method != "GET" && request.method != "HEAD" && request.method != "LIST") {
+    return false;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::string request_id = RequestIdFor(request);
+  std::string route = "invalid";
+  Reply reply;
+  {
+    blocking::NonBlockingScope scope;
+    reply = Compute(request, request_id, route);
+    if (scope.blocked()) return false;
+  }
+  Deliver(std::move(reply), std::move(route), start, request_id, std::move(respond));
+  return true;
+}
+
+CoreImpl::Reply CoreImpl::Compute(http::HttpRequest& request, const std::string& request_id,
+                                  std::string& route) {
   try {
     TidyTokensIfDue();
-    response = Dispatch(request, request_id, route);
+    return Dispatch(request, request_id, route);
   } catch (...) {  // the listener's contract: never throw, never leak details
-    response = RenderErrors(500, {"internal error"}, request_id);
+    return RenderErrors(500, {"internal error"}, request_id);
   }
-  metrics_.Record(route, response.status, std::chrono::steady_clock::now() - start);
-  return response;
+}
+
+void CoreImpl::Deliver(Reply reply, std::string route, std::chrono::steady_clock::time_point start,
+                       std::string request_id, http::Respond respond) {
+  if (!reply.event) {
+    metrics_.Record(route, reply.response.status, std::chrono::steady_clock::now() - start);
+    return respond(std::move(reply.response));
+  }
+  // The answer leaves once its record is durable; this thread moves on meanwhile.
+  awaiting_audit_.fetch_add(1, std::memory_order_relaxed);
+  events().RecordAsync(
+      std::move(*reply.event), [this, start, request_id = std::move(request_id),
+                                route = std::move(route), response = std::move(reply.response),
+                                respond = std::move(respond)](const Status& recorded) mutable {
+        if (!recorded.ok()) {
+          response = RenderErrors(503, {std::string(kAuditUnavailable)}, request_id);
+        }
+        metrics_.Record(route, response.status, std::chrono::steady_clock::now() - start);
+        respond(std::move(response));
+        if (awaiting_audit_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          awaiting_audit_.notify_all();
+        }
+      });
 }
 
 void CoreImpl::TidyTokensIfDue() {
@@ -304,6 +355,8 @@ void CoreImpl::TidyTokensIfDue() {
           .count();
   std::int64_t due = next_tidy_.load(std::memory_order_relaxed);
   if (now < due) return;
+  // Revoking commits: a request that must not block leaves it to one that may.
+  if (blocking::RefuseToBlock()) return;
   const std::int64_t next =
       now +
       std::chrono::duration_cast<std::chrono::nanoseconds>(options_.token_tidy_interval).count();
@@ -315,8 +368,8 @@ void CoreImpl::TidyTokensIfDue() {
   (void)services_.tokens->RevokeExpired(caller);
 }
 
-http::HttpResponse CoreImpl::Dispatch(http::HttpRequest& http, const std::string& request_id,
-                                      std::string& route) {
+CoreImpl::Reply CoreImpl::Dispatch(http::HttpRequest& http, const std::string& request_id,
+                                   std::string& route) {
   auto parsed = ParseRequest(http);
   logical::Request request;
   request.request_id = request_id;
@@ -351,8 +404,8 @@ http::HttpResponse CoreImpl::Dispatch(http::HttpRequest& http, const std::string
   return Serve(request, route);
 }
 
-http::HttpResponse CoreImpl::HandleStatusEndpoint(logical::Request& request, bool head,
-                                                  std::string& route) {
+CoreImpl::Reply CoreImpl::HandleStatusEndpoint(logical::Request& request, bool head,
+                                               std::string& route) {
   route = Op("sys", request.operation);
   request.mount_point = "sys/";
   request.relative_path = request.path.substr(request.mount_point.size());
@@ -368,7 +421,7 @@ http::HttpResponse CoreImpl::HandleStatusEndpoint(logical::Request& request, boo
                 result.ok() && result->audited);
 }
 
-http::HttpResponse CoreImpl::Serve(logical::Request& request, std::string& route) {
+CoreImpl::Reply CoreImpl::Serve(logical::Request& request, std::string& route) {
   const std::shared_ptr<const Mount> mount = mounts_.Route(request.path);
   if (mount != nullptr) {
     request.mount_point = mount->record.entry.path;
@@ -438,29 +491,26 @@ http::HttpResponse CoreImpl::Serve(logical::Request& request, std::string& route
   if (!result.ok()) {
     return Finish(request, op, RenderStatus(result.status(), request.request_id), "", false);
   }
-  return Finish(
-      request, op,
+  http::HttpResponse response =
       RenderResponse(*result, request.path,
-                     {request.request_id, mount->record.entry.type, request.operation, false}),
-      "", result->audited);
+                     {request.request_id, mount->record.entry.type, request.operation, false});
+  if (result->event) return Reply(std::move(response), std::move(*result->event));
+  return Finish(request, op, std::move(response), "", result->audited);
 }
 
-http::HttpResponse CoreImpl::Deny(const logical::Request& request, std::string_view op) {
+CoreImpl::Reply CoreImpl::Deny(const logical::Request& request, std::string_view op) {
   return Finish(request, op,
                 RenderErrors(403, {std::string(kPermissionDenied)}, request.request_id), "", false);
 }
 
-http::HttpResponse CoreImpl::Finish(const logical::Request& request, std::string_view op,
-                                    http::HttpResponse response, std::string_view reason,
-                                    bool audited) {
+CoreImpl::Reply CoreImpl::Finish(const logical::Request& request, std::string_view op,
+                                 http::HttpResponse response, std::string_view reason,
+                                 bool audited) {
   if (audited) return response;
   audit::Event event = EventFor(request, std::string(op), response.status);
   event.outcome = OutcomeFor(response.status);
   event.reason = reason.empty() ? ReasonFor(response) : std::string(reason);
-  if (!events().Record(std::move(event)).ok()) {
-    return RenderErrors(503, {std::string(kAuditUnavailable)}, request.request_id);
-  }
-  return response;
+  return Reply(std::move(response), std::move(event));
 }
 
 // --- Core ---
@@ -476,7 +526,19 @@ StatusOr<std::unique_ptr<Core>> Core::Create(CoreOptions options, store::Store& 
   return std::unique_ptr<Core>(new Core(std::move(impl)));
 }
 
-http::HttpResponse Core::Handle(http::HttpRequest& request) { return impl_->Handle(request); }
+void Core::Handle(http::HttpRequest& request, http::Respond respond, const http::Offload& offload) {
+  if (impl_->TryHandleWithoutBlocking(request, respond)) return;
+  offload([this, &request, respond = std::move(respond)]() mutable {
+    impl_->Handle(request, std::move(respond));
+  });
+}
+
+http::HttpResponse Core::Handle(http::HttpRequest& request) {
+  std::promise<http::HttpResponse> answer;
+  impl_->Handle(request,
+                [&answer](http::HttpResponse response) { answer.set_value(std::move(response)); });
+  return answer.get_future().get();
+}
 
 StatusOr<Core::InitResult> Core::Initialize(int secret_shares, int secret_threshold,
                                             std::optional<std::string> root_token_id) {

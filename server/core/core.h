@@ -83,7 +83,12 @@ class Core {
                                                 std::function<StatusOr<Services>()> bring_up);
   ~Core();
 
-  // The listener's Handler. Never throws.
+  // The listener's AsyncHandler, called on an I/O thread. Never throws. Reads are answered there
+  // unless they would block (a cache miss that needs the store or the HSM); everything else is
+  // offloaded to the worker pool. Answers that carry an audit record are sent from the audit
+  // pipeline's thread once the record is durable; no request thread waits for it.
+  void Handle(http::HttpRequest& request, http::Respond respond, const http::Offload& offload);
+  // The same, waiting for the answer (tools and tests).
   http::HttpResponse Handle(http::HttpRequest& request);
 
   struct InitResult {

@@ -31,7 +31,12 @@ class CoreImpl {
   // Loads the policies and, if the server was initialized, brings the services up and loads the
   // mount table.
   Status Start();
-  http::HttpResponse Handle(http::HttpRequest& request);
+  // Answers `request`, blocking where needed (store, HSM); the answer may be sent later, from
+  // the audit pipeline's thread.
+  void Handle(http::HttpRequest& request, http::Respond respond);
+  // The same without blocking, for an I/O thread: false (and nothing sent, `respond` untouched)
+  // if the request is not a read or would have had to block.
+  bool TryHandleWithoutBlocking(http::HttpRequest& request, http::Respond& respond);
   StatusOr<Core::InitResult> Initialize(int secret_shares, int secret_threshold,
                                         std::optional<std::string> root_token_id,
                                         const keyring::Caller& caller);
@@ -60,15 +65,25 @@ class CoreImpl {
   audit::Event EventFor(const logical::Request& request, std::string op, int status) const;
 
  private:
-  struct Routed;
-  http::HttpResponse Dispatch(http::HttpRequest& http, const std::string& request_id,
-                              std::string& route);
-  http::HttpResponse HandleStatusEndpoint(logical::Request& request, bool head, std::string& route);
-  http::HttpResponse Serve(logical::Request& request, std::string& route);
-  // Records the outcome of `request`; the rendered answer, or 503 if the record failed.
-  http::HttpResponse Finish(const logical::Request& request, std::string_view op,
-                            http::HttpResponse response, std::string_view reason, bool audited);
-  http::HttpResponse Deny(const logical::Request& request, std::string_view op);
+  // An answer and the audit event that must be durable before it leaves (none: send at once).
+  struct Reply {
+    Reply() = default;
+    Reply(http::HttpResponse r) : response(std::move(r)) {}  // NOLINT: nothing left to record
+    Reply(http::HttpResponse r, audit::Event e) : response(std::move(r)), event(std::move(e)) {}
+    http::HttpResponse response;
+    std::optional<audit::Event> event;
+  };
+  Reply Compute(http::HttpRequest& request, const std::string& request_id, std::string& route);
+  // Sends `reply`, once its event (if any) is durable, and counts it in the metrics.
+  void Deliver(Reply reply, std::string route, std::chrono::steady_clock::time_point start,
+               std::string request_id, http::Respond respond);
+  Reply Dispatch(http::HttpRequest& http, const std::string& request_id, std::string& route);
+  Reply HandleStatusEndpoint(logical::Request& request, bool head, std::string& route);
+  Reply Serve(logical::Request& request, std::string& route);
+  // The rendered answer with the event recording the outcome of `request` (none if `audited`).
+  Reply Finish(const logical::Request& request, std::string_view op, http::HttpResponse response,
+               std::string_view reason, bool audited);
+  Reply Deny(const logical::Request& request, std::string_view op);
   // Revokes expired tokens if token_tidy_interval has passed since the last time.
   void TidyTokensIfDue();
 
@@ -83,6 +98,9 @@ class CoreImpl {
   std::shared_ptr<logical::Backend> token_backend_;
   std::string cluster_id_;
   std::atomic<std::int64_t> next_tidy_{0};  // options_.clock() time, nanoseconds since epoch
+  // Answers waiting for their audit record; the destructor waits for them (their completions
+  // use this object).
+  std::atomic<std::uint32_t> awaiting_audit_{0};
 
   SealState seal_;
   MountTable mounts_;

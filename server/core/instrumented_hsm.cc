@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/blocking/would_block.h"
+
 namespace lockbox::core {
 namespace {
 
@@ -25,6 +27,7 @@ InstrumentedHsm::InstrumentedHsm(hsm::Hsm& inner) : inner_(inner) {
 
 template <typename F>
 auto InstrumentedHsm::Timed(Call which, F&& call) {
+  if (blocking::RefuseToBlock()) return decltype(call())(blocking::WouldBlockError());
   const auto start = std::chrono::steady_clock::now();
   auto result = call();
   CallMetrics& metrics = *calls_[which];

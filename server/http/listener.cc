@@ -2,10 +2,10 @@
 //
 // Shape: one io_context run by `io_threads` threads. An accept coroutine hands every socket its
 // own strand and spawns one connection coroutine on it; the coroutine does the TLS handshake,
-// reads a request, awaits the handler on the worker pool (an asio::thread_pool of
-// `worker_threads`: extra requests queue, at most one per connection), and resumes on its strand
-// to write the response. Requests on one connection are handled one after another, so pipelined
-// requests are answered in order.
+// reads a request, calls the handler on the I/O thread and awaits its Respond (the handler may
+// offload to the worker pool, an asio::thread_pool of `worker_threads`: extra requests queue, at
+// most one per connection), and resumes on its strand to write the response. Requests on one
+// connection are handled one after another, so pipelined requests are answered in order.
 //
 // Deadlines (beast::tcp_stream's, one deadline shared by every read of a phase):
 //   - the first request, TLS handshake included, must be complete `read_timeout` after accept;
@@ -114,7 +114,7 @@ Status ValidateRateLimit(const RateLimit& limit, std::string_view name) {
   return Status::Ok();
 }
 
-Status ValidateOptions(const ListenerOptions& options, const Handler& handler) {
+Status ValidateOptions(const ListenerOptions& options, const AsyncHandler& handler) {
   if (!handler) return InvalidArgumentError("listener needs a handler");
   if (options.io_threads == 0 || options.worker_threads == 0) {
     return InvalidArgumentError("listener needs at least one I/O and one worker thread");
@@ -224,9 +224,42 @@ class ConnectionBase {
 template <class Stream>
 class Connection;
 
+// Where a handler's answer goes: the awaiting connection coroutine, resumed on its strand. The
+// first Deliver() wins; if the handler drops every Respond copy without answering, the client
+// gets a 500 rather than a connection that hangs forever. A response that breaks the HTTP rules
+// (see ValidateResponse) becomes a 500 too.
+template <class Resume>
+class ResponseSlot {
+ public:
+  explicit ResponseSlot(Resume resume) : resume_(std::move(resume)) {}
+  ResponseSlot(const ResponseSlot&) = delete;
+  ResponseSlot& operator=(const ResponseSlot&) = delete;
+  ~ResponseSlot() {
+    if (!delivered_.exchange(true)) Post(JsonErrorResponse(500, "internal error"));
+  }
+
+  void Deliver(HttpResponse response) {
+    if (delivered_.exchange(true)) return;
+    if (!ValidateResponse(response).ok()) response = JsonErrorResponse(500, "internal error");
+    Post(std::move(response));
+  }
+
+ private:
+  void Post(HttpResponse response) {
+    // The coroutine's own executor: the connection's strand.
+    const auto strand = asio::get_associated_executor(resume_);
+    asio::post(strand, [resume = std::move(resume_), response = std::move(response)]() mutable {
+      std::move(resume)(std::move(response));
+    });
+  }
+
+  Resume resume_;
+  std::atomic<bool> delivered_{false};
+};
+
 class ListenerImpl final : public Listener {
  public:
-  ListenerImpl(ListenerOptions options, Handler handler, std::unique_ptr<ssl::context> tls)
+  ListenerImpl(ListenerOptions options, AsyncHandler handler, std::unique_ptr<ssl::context> tls)
       : options_(std::move(options)),
         handler_(std::move(handler)),
         tls_(std::move(tls)),
@@ -234,7 +267,15 @@ class ListenerImpl final : public Listener {
         io_(static_cast<int>(options_.io_threads)),
         accept_strand_(asio::make_strand(io_)),
         acceptor_(accept_strand_),
-        workers_(options_.worker_threads) {}
+        workers_(options_.worker_threads),
+        offload_([this](std::function<void()> work) {
+          asio::post(workers_, [work = std::move(work)] {
+            try {
+              work();
+            } catch (...) {  // the contract forbids it; never let it end a worker thread
+            }
+          });
+        }) {}
   ~ListenerImpl() override {
     Listener& listener = *this;
     listener.Stop();  // with the default grace of listener.h
@@ -257,17 +298,17 @@ class ListenerImpl final : public Listener {
   void Accept(tcp::socket socket);
   template <class Stream, class... StreamArgs>
   void Launch(std::string remote_addr, StreamArgs&&... stream_args);
-  asio::awaitable<HttpResponse> CallHandler(HttpRequest& request);
   void Unregister(ConnectionBase* connection);
 
   const ListenerOptions options_;
-  const Handler handler_;
+  const AsyncHandler handler_;
   const std::unique_ptr<ssl::context> tls_;  // outlives io_, hence every stream
   RequestRateLimiter limiter_;
   asio::io_context io_;
   asio::strand<asio::io_context::executor_type> accept_strand_;
   tcp::acceptor acceptor_;
   asio::thread_pool workers_;
+  const Offload offload_;
   std::vector<std::thread> io_threads_;
   std::uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
@@ -515,19 +556,21 @@ asio::awaitable<HttpResponse> ListenerImpl::Dispatch(HttpRequest& request) {
     refused.headers.emplace_back("Retry-After", std::to_string(decision.retry_after.count()));
     co_return refused;
   }
-  co_return co_await asio::co_spawn(workers_.get_executor(), CallHandler(request),
-                                    asio::use_awaitable);
-}
-
-asio::awaitable<HttpResponse> ListenerImpl::CallHandler(HttpRequest& request) {
-  HttpResponse response;
-  try {
-    response = handler_(request);
-  } catch (...) {
-    co_return JsonErrorResponse(500, "internal error");
-  }
-  if (!ValidateResponse(response).ok()) co_return JsonErrorResponse(500, "internal error");
-  co_return response;
+  // The coroutine waits for the handler's Respond, which resumes it on the connection's strand
+  // from whichever thread answers.
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>, void(HttpResponse)>(
+      [this, &request](auto resume) {
+        auto slot = std::make_shared<ResponseSlot<decltype(resume)>>(std::move(resume));
+        const Respond respond = [slot](HttpResponse response) {
+          slot->Deliver(std::move(response));
+        };
+        try {
+          handler_(request, respond, offload_);
+        } catch (...) {
+          respond(JsonErrorResponse(500, "internal error"));  // ignored if it already responded
+        }
+      },
+      asio::use_awaitable);
 }
 
 ListenerStats ListenerImpl::stats() const {
@@ -575,6 +618,21 @@ void ListenerImpl::Stop(std::chrono::milliseconds grace) {
 }  // namespace
 
 StatusOr<std::unique_ptr<Listener>> Listener::Start(ListenerOptions options, Handler handler) {
+  if (!handler) return InvalidArgumentError("listener needs a handler");
+  return Start(std::move(options),
+               [handler = std::move(handler)](HttpRequest& request, const Respond& respond,
+                                              const Offload& offload) {
+                 offload([&handler, &request, respond] {
+                   try {
+                     respond(handler(request));
+                   } catch (...) {
+                     respond(JsonErrorResponse(500, "internal error"));
+                   }
+                 });
+               });
+}
+
+StatusOr<std::unique_ptr<Listener>> Listener::Start(ListenerOptions options, AsyncHandler handler) {
   LOCKBOX_RETURN_IF_ERROR(ValidateOptions(options, handler));
   std::unique_ptr<ssl::context> tls;
   if (options.tls) {

@@ -2,9 +2,10 @@
 // and Asio stay inside server/http/*.cc.
 //
 // Design: an io_context run by a few I/O threads accepts connections, performs the TLS handshake
-// and parses requests; each complete request is handed to a worker pool (the handler may block on
-// the HSM or the commit pipeline without stalling the event loop), and the response is written
-// back on the connection's strand. Keep-alive, any method token (Vault's LIST included),
+// and parses requests; each complete request goes to the handler on the I/O thread, which answers
+// at once or later from another thread, or offloads it to a worker pool (where it may block on
+// the HSM or the store without stalling the event loop); the response is written back on the
+// connection's strand. Keep-alive, any method token (Vault's LIST included),
 // limits (header bytes, body bytes, connections), read and idle timeouts, and token-bucket rate
 // limits per client address and per presented token (429 with Retry-After) are enforced here,
 // before the handler runs.
@@ -14,7 +15,8 @@
 // Plain HTTP only when `tls` is false, which callers allow on loopback addresses only.
 //
 // Thread safety: Start/port/Stop may be called from any thread; the handler is called
-// concurrently from the worker threads.
+// concurrently from the I/O threads, offloaded work from the worker threads; Respond may be
+// called from any thread.
 #pragma once
 
 #include <chrono>
@@ -47,7 +49,17 @@ struct HttpResponse {
   std::string body;
 };
 
-// Runs on a worker thread; may block. Must not throw (an exception becomes a 500 without details).
+// Delivers the answer to a request. Call it exactly once, from any thread; later calls are
+// ignored, and if every copy is destroyed uncalled the client gets a 500.
+using Respond = std::function<void(HttpResponse)>;
+// Runs `work` on the listener's worker pool, where it may block.
+using Offload = std::function<void(std::function<void()>)>;
+// Runs on an I/O thread, so it must not block: it answers through `respond` — at once, or later
+// from any thread (e.g. once an audit record is durable) — or hands the request to `offload`.
+// `request` stays valid until it has responded. Must not throw (an exception becomes a 500
+// without details, unless it already responded); neither may offloaded work.
+using AsyncHandler = std::function<void(HttpRequest&, Respond, const Offload&)>;
+// The simple form: runs on a worker thread, may block, returns the answer.
 using Handler = std::function<HttpResponse(HttpRequest&)>;
 
 enum class TlsMinVersion { kTls12, kTls13 };
@@ -87,6 +99,7 @@ class Listener {
  public:
   // Binds, listens and starts the I/O and worker threads. UNAVAILABLE if the address cannot be
   // bound; INVALID_ARGUMENT if TLS is on and the certificate or key cannot be loaded.
+  static StatusOr<std::unique_ptr<Listener>> Start(ListenerOptions options, AsyncHandler handler);
   static StatusOr<std::unique_ptr<Listener>> Start(ListenerOptions options, Handler handler);
   virtual ~Listener() = default;  // implies Stop()
 

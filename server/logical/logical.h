@@ -101,6 +101,10 @@ struct Response {
   // True when the backend already wrote this request's audit event itself (a state change and its
   // event in one transaction, or a keyring operation). Otherwise the router records one.
   bool audited = false;
+  // The event of a read or use (a KV read, a transit decrypt): the router records it instead of
+  // its own, durably, before any of this answer leaves; if it cannot, the answer is 503 without
+  // data. Recording it in the router lets the request thread move on while the record commits.
+  std::optional<audit::Event> event;
 };
 
 // A secrets engine or auth method mounted at one path.

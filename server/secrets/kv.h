@@ -8,8 +8,8 @@
 //    version number, so a row copied to another path, version or mount fails authentication.
 //    Metadata (paths, times, version numbers, custom_metadata) is stored in the clear.
 //  - Every state change commits in the same transaction as its audit event; every read of a
-//    value is recorded durably (event op "kv.read", the request path and version, never the
-//    value) before the value is returned, otherwise the read fails with UNAVAILABLE.
+//    value carries its event (op "kv.read", the request path and version, never the value) in
+//    Response.event, which the router makes durable before the value leaves (or answers 503).
 //  - Writes with check-and-set are linearizable: the cas check and the version assignment run
 //    inside the store's unit of work, so concurrent writers with the same cas get exactly one
 //    winner.

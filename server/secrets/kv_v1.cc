@@ -74,12 +74,10 @@ class KvV1Backend final : public KvBackendBase {
       LOCKBOX_RETURN_IF_ERROR(RecordRead(events_, std::move(event)));
       return value.status();
     }
-    // The read's record is durable before the value leaves the engine.
-    LOCKBOX_RETURN_IF_ERROR(RecordRead(events_, std::move(event)));
     logical::Response response;
     response.lease_duration = LeaseDuration(*value);
     response.data = std::move(*value);
-    response.audited = true;
+    response.event = std::move(event);  // durable before the value leaves (see logical.h)
     return response;
   }
 

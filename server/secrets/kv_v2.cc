@@ -538,17 +538,14 @@ StatusOr<logical::Response> KvV2Backend::ReadData(const logical::Request& reques
   event.details["version"] = v->version;
   if (v->destroyed || IsDeleted(*v, Now())) {
     event.details["deleted"] = true;
-    LOCKBOX_RETURN_IF_ERROR(RecordRead(events_, std::move(event)));
     logical::Response gone = GoneResponse(*v);
-    gone.audited = true;
+    gone.event = std::move(event);
     return gone;
   }
   LOCKBOX_ASSIGN_OR_RETURN(json value, OpenValue(request, path, *v));
-  // The read's record is durable before the value leaves the engine.
-  LOCKBOX_RETURN_IF_ERROR(RecordRead(events_, std::move(event)));
   logical::Response response;
   response.data = json{{"data", std::move(value)}, {"metadata", VersionMetadataJson(*v)}};
-  response.audited = true;
+  response.event = std::move(event);  // durable before the value leaves (see logical.h)
   return response;
 }
 

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "server/blocking/would_block.h"
 #include "server/store/store.h"
 
 namespace lockbox::store {
@@ -389,6 +390,7 @@ class SqliteStore final : public Store {
 
   Status Migrate(const std::vector<Migration>& migrations) override;
   Status Commit(UnitOfWork unit) override;
+  void CommitAsync(UnitOfWork unit, std::function<void(Status)> done) override;
   Status Read(const std::function<Status(Transaction&)>& reader) override;
   CommitStats stats() const override {
     CommitStats s;
@@ -423,16 +425,21 @@ class SqliteStore final : public Store {
   }
 
   // One submission to the writer: a unit (batched) or an exclusive job (its own transaction).
-  // Lives on the submitter's stack; the writer writes `result`, then releases `waiter->done`,
-  // and never touches the Job after that.
+  // A waited-for Job lives on the submitter's stack; the writer writes `result`, then releases
+  // `waiter->done`, and never touches the Job after that. An asynchronous Job (`on_done` set) is
+  // owned by the queue and then by the writer, which hands it `result` and deletes it.
   struct Job {
     UnitOfWork unit;
     std::function<Status(Connection&)> exclusive;
     Status result;
     std::shared_ptr<Waiter> waiter;
+    std::function<void(Status)> on_done;
   };
 
   Status Submit(Job& job);
+  // Queues `job` (false if the store is closed; then the caller keeps it).
+  bool Enqueue(Job* job);
+  void Complete(const std::vector<Job*>& batch);
   void WriterLoop();
   void RunBatch(const std::vector<Job*>& batch);
   void RunExclusive(Job& job);
@@ -470,21 +477,25 @@ class SqliteStore final : public Store {
 };
 
 Status SqliteStore::Submit(Job& job) {
+  if (blocking::RefuseToBlock()) return blocking::WouldBlockError();
   if (tl_writer_of == this) {
     return InternalError("store: Commit/Migrate called from inside a unit of work");
   }
   job.waiter = ThreadWaiter();
   job.waiter->done.store(0, std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return UnavailableError("store: closed");
-    queue_.push_back(&job);
-    queued_.fetch_add(1, std::memory_order_relaxed);
-    if (queue_.size() >= wake_at_) work_cv_.notify_one();
-  }
+  if (!Enqueue(&job)) return UnavailableError("store: closed");
   // A late notify for an earlier job of this thread only causes a spurious wake-up here.
   while (job.waiter->done.load(std::memory_order_acquire) == 0) job.waiter->done.wait(0);
   return std::move(job.result);
+}
+
+bool SqliteStore::Enqueue(Job* job) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return false;
+  queue_.push_back(job);
+  queued_.fetch_add(1, std::memory_order_relaxed);
+  if (queue_.size() >= wake_at_) work_cv_.notify_one();
+  return true;
 }
 
 Status SqliteStore::Commit(UnitOfWork unit) {
@@ -494,12 +505,41 @@ Status SqliteStore::Commit(UnitOfWork unit) {
   return Submit(job);
 }
 
+void SqliteStore::CommitAsync(UnitOfWork unit, std::function<void(Status)> done) {
+  if (!unit) return done(InvalidArgumentError("store: empty unit of work"));
+  if (tl_writer_of == this) {
+    return done(InternalError("store: Commit/Migrate called from inside a unit of work"));
+  }
+  auto job = std::make_unique<Job>();
+  job->unit = std::move(unit);
+  job->on_done = std::move(done);
+  if (!Enqueue(job.get())) return job->on_done(UnavailableError("store: closed"));
+  job.release();  // the writer deletes it once `on_done` has run
+}
+
+void SqliteStore::Complete(const std::vector<Job*>& batch) {
+  // A waited-for Job may die as soon as its `done` is set: keep only the waiter.
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  waiters.reserve(batch.size());
+  for (Job* job : batch) {
+    if (job->on_done) {
+      const std::unique_ptr<Job> owned(job);
+      try {
+        owned->on_done(std::move(owned->result));
+      } catch (...) {  // the contract says cheap and non-throwing; never let it stop the writer
+      }
+      continue;
+    }
+    waiters.push_back(job->waiter);
+    job->waiter->done.store(1, std::memory_order_release);
+  }
+  for (const auto& waiter : waiters) waiter->done.notify_one();
+}
+
 void SqliteStore::WriterLoop() {
   tl_writer_of = this;
   std::vector<Job*> batch;
   batch.reserve(max_batch_units_);
-  std::vector<std::shared_ptr<Waiter>> waiters;
-  waiters.reserve(max_batch_units_);
   // Group commit: the submitters of the last batch usually come straight back (a request thread
   // audits its next operation). Once a batch of several units is done, the writer waits a little
   // for them, so the next transaction carries them too instead of only those that queued during
@@ -547,13 +587,7 @@ void SqliteStore::WriterLoop() {
       gather_target =
           batch.size() > 1 ? std::min(max_batch_units_, queue_.size() + batch.size()) : 0;
     }
-    // Wake the submitters. The Job may die as soon as its `done` is set: keep only the waiter.
-    waiters.clear();
-    for (Job* job : batch) {
-      waiters.push_back(job->waiter);
-      job->waiter->done.store(1, std::memory_order_release);
-    }
-    for (const auto& waiter : waiters) waiter->done.notify_one();
+    Complete(batch);
   }
 }
 
@@ -692,6 +726,7 @@ Status SqliteStore::Migrate(const std::vector<Migration>& migrations) {
 }
 
 Status SqliteStore::Read(const std::function<Status(Transaction&)>& reader) {
+  if (blocking::RefuseToBlock()) return blocking::WouldBlockError();
   if (!reader) return InvalidArgumentError("store: empty reader");
   std::unique_ptr<Connection> conn;
   {

@@ -60,6 +60,10 @@ bool IsNull(const Row& row, std::size_t column) {
   return column < row.size() && std::holds_alternative<std::nullptr_t>(row[column]);
 }
 
+void Store::CommitAsync(UnitOfWork unit, std::function<void(Status)> done) {
+  done(Commit(std::move(unit)));
+}
+
 StatusOr<std::vector<Row>> Store::Query(std::string_view sql, const std::vector<Value>& params) {
   std::vector<Row> rows;
   LOCKBOX_RETURN_IF_ERROR(Read([&](Transaction& tx) -> Status {

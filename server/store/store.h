@@ -90,6 +90,13 @@ class Store {
   // (disk full, I/O error, store closed): then nothing of the unit is on disk.
   virtual Status Commit(UnitOfWork unit) = 0;
 
+  // Commit() without waiting: `done` receives what Commit() would have returned, exactly once —
+  // on the writer thread once the unit's batch has committed or failed (it must be cheap and must
+  // not block or call Commit()), or at once on the calling thread if the store is closed. This is
+  // how a request thread hands its audit record over and moves on to the next request. The
+  // default runs Commit() on the calling thread (for stores without a writer).
+  virtual void CommitAsync(UnitOfWork unit, std::function<void(Status)> done);
+
   // Runs `reader` on a reader connection inside one read transaction (a consistent snapshot taken
   // when Read() starts). Waits for a free pooled connection: do not nest Read() calls.
   virtual Status Read(const std::function<Status(Transaction&)>& reader) = 0;

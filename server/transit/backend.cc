@@ -302,13 +302,9 @@ class TransitBackend final : public logical::Backend {
   // else, so a version out of range is reported as such (looked up only on this error path).
   Status CiphertextError(const TransitKey& key, std::uint32_t version, const Status& error);
 
-  // Records a read/use durably and marks the response audited.
-  StatusOr<Response> Recorded(StatusOr<Response> response, audit::Event event) {
-    if (!response.ok()) return response;
-    if (Status s = events_.Record(std::move(event)); !s.ok()) {
-      return UnavailableError("audit log unavailable: " + s.message());
-    }
-    response->audited = true;
+  // Attaches the event of a read/use: the router records it durably before the answer leaves.
+  static StatusOr<Response> Recorded(StatusOr<Response> response, audit::Event event) {
+    if (response.ok()) response->event = std::move(event);
     return response;
   }
 

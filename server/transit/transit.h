@@ -18,11 +18,11 @@
 //    equal (version, context, associated data, plaintext) give equal ciphertexts, which reveals
 //    equality of plaintexts and nothing else (nonces are synthetic: an HMAC of everything sealed).
 //
-// Audit: every request the backend answers is audited by the backend itself (Response.audited):
-// reads and uses (encrypt, decrypt, sign, verify, hmac, read-key, ...) are recorded durably
-// before the result is returned; changes commit their transit rows with their event in one unit
-// (the keyring's own changes commit with the keyring's events). Errors returned as a Status are
-// left to the router.
+// Audit: every request the backend answers carries its own audit event: reads and uses
+// (encrypt, decrypt, sign, verify, hmac, read-key, ...) hand it to the router (Response.event),
+// which makes it durable before the result leaves; changes commit their transit rows with their
+// event in one unit (Response.audited; the keyring's own changes commit with the keyring's
+// events). Errors returned as a Status are left to the router.
 // Thread safety: the backend is thread-safe; uses run concurrently, changes are serialised.
 #pragma once
 

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <latch>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -328,6 +330,68 @@ TEST_F(AuditLogTest, ConcurrentRecordsAreGapFreeAndVerify) {
   auto verified = Verify();
   ASSERT_TRUE(verified.ok()) << verified.status().ToString();
   EXPECT_EQ(verified->events, expected);
+}
+
+TEST_F(AuditLogTest, QueuedRecordsShareOneUnitAndEachIsToldOnceDurable) {
+  // Hold the writer in a unit until every record is queued behind it.
+  std::latch gate_running(1);
+  std::latch all_queued(1);
+  std::thread gate([&] {
+    EXPECT_TRUE(store_
+                    ->Commit([&](store::Transaction&) {
+                      gate_running.count_down();
+                      all_queued.wait();
+                      return Status::Ok();
+                    })
+                    .ok());
+  });
+  gate_running.wait();
+  const std::uint64_t units_before = store_->stats().units;
+  constexpr int kRecords = 40;
+  std::mutex mu;
+  std::vector<Status> results;
+  std::atomic<std::uint32_t> done{0};
+  for (int i = 0; i < kRecords; ++i) {
+    audit::Event event = MakeEvent("async." + std::to_string(i));
+    if (i == 7) event.details = nlohmann::json::array();  // refused by the canonical encoding
+    log_->RecordAsync(std::move(event), [&](const Status& s) {
+      std::lock_guard lock(mu);
+      results.push_back(s);
+      done.fetch_add(1);
+      done.notify_all();
+    });
+  }
+  all_queued.count_down();
+  gate.join();
+  for (std::uint32_t n; (n = done.load()) < kRecords;) done.wait(n);
+  ASSERT_EQ(results.size(), static_cast<std::size_t>(kRecords));
+  int refused = 0;
+  for (const Status& s : results) {
+    if (!s.ok()) {
+      ++refused;
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    }
+  }
+  EXPECT_EQ(refused, 1);                                // the bad event fails alone
+  EXPECT_EQ(store_->stats().units - units_before, 1u);  // after the gate, one unit for them all
+  EXPECT_EQ(EventSeqs(), Iota(kRecords - 1));
+  auto verified = Verify();
+  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+}
+
+TEST_F(AuditLogTest, AsyncRecordOnAFailingStoreFailsAndAfterCloseIsRefused) {
+  log_.reset();
+  testing::FlakyStore flaky(*store_);
+  auto log = AuditLog::Open(flaky, *hsm_, options_);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  flaky.fail_commits = true;
+  Status seen = Status::Ok();
+  (*log)->RecordAsync(MakeEvent("lost"), [&](const Status& s) { seen = s; });  // flaky: inline
+  EXPECT_EQ(seen.code(), StatusCode::kUnavailable);
+  flaky.fail_commits = false;
+  ASSERT_TRUE((*log)->Close().ok());
+  (*log)->RecordAsync(MakeEvent("late"), [&](const Status& s) { seen = s; });
+  EXPECT_EQ(seen.code(), StatusCode::kUnavailable);
 }
 
 // ---- Restart --------------------------------------------------------------------------------

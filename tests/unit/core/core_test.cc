@@ -158,6 +158,29 @@ TEST_F(CoreTest, MissingInvalidOrExpiredTokenIsDeniedAndAudited) {
             200);
 }
 
+TEST_F(CoreTest, ReadsAreAnsweredWithoutOffloadUnlessTheyWouldBlock) {
+  const std::string root = Init();
+  Mount(root, "kv", {{"type", "kv"}});
+  ASSERT_EQ(Send("PUT", "/v1/kv/data/a", R"({"v":1})", root).status, 204);
+  int offloaded = 0;
+  auto inline_read = SendAsListener("GET", "/v1/kv/data/a", root, offloaded);
+  EXPECT_EQ(inline_read.status, 200);
+  EXPECT_EQ(Json(inline_read)["data"], json({{"v", 1}}));
+  EXPECT_EQ(offloaded, 0);
+  // A read that needs the store is attempted, refused without effect, and run again by a worker:
+  // one answer, one audit event.
+  const std::size_t events_before = AuditEvents().size();
+  auto slow_read = SendAsListener("GET", "/v1/kv/slow/b", root, offloaded);
+  EXPECT_EQ(slow_read.status, 200);
+  EXPECT_EQ(Json(slow_read)["data"], json({{"slow", true}}));
+  EXPECT_EQ(offloaded, 1);
+  EXPECT_EQ(AuditEvents().size(), events_before + 1);
+  ASSERT_TRUE(LastEventFor("kv/slow/b").has_value());
+  // Writes are never attempted on the calling thread.
+  EXPECT_EQ(SendAsListener("PUT", "/v1/kv/data/c", root, offloaded).status, 204);
+  EXPECT_EQ(offloaded, 2);
+}
+
 TEST_F(CoreTest, AclDeniesAndAuditsWithTheAccessor) {
   const std::string root = Init();
   Mount(root, "kv", {{"type", "kv"}});

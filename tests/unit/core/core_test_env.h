@@ -6,11 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -53,10 +56,12 @@ struct FakeWorld {
   std::map<std::string, int> purges;  // uuid → count
   std::vector<logical::MountEntry> remounted;
   std::vector<logical::MountEntry> created;
+  store::Store* store = nullptr;  // for slow/<key>: a read that needs the store
 };
 
 // A tiny engine: data/<key> (existence check, read, write, delete), LIST data/ (keys),
-// sudo/* (root-protected), login (unauthenticated), raw, error, warn.
+// slow/<key> (a read that needs the store), sudo/* (root-protected), login (unauthenticated), raw,
+// error, warn.
 class FakeEngine : public logical::Backend {
  public:
   FakeEngine(logical::MountEntry entry, FakeWorld& world)
@@ -90,6 +95,11 @@ class FakeEngine : public logical::Backend {
         default:
           return UnimplementedError("unsupported operation");
       }
+    }
+    if (rel.starts_with("slow/") && request.operation == logical::Operation::kRead) {
+      LOCKBOX_RETURN_IF_ERROR(world_.store->Query("SELECT 1", {}).status());
+      response.data = nlohmann::json{{"slow", true}};
+      return response;
     }
     if (rel.starts_with("sudo/") || rel == "login") {
       response.data = nlohmann::json{{"ok", true}, {"sudo", request.sudo}};
@@ -164,6 +174,7 @@ class CoreTest : public ::testing::Test {
     auto store = store::OpenSqliteStore(store_options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
+    world_.store = store_.get();
     auto audit = audit_log::AuditLog::Open(*store_, *hsm_);
     ASSERT_TRUE(audit.ok()) << audit.status().ToString();
     audit_ = std::move(*audit);
@@ -228,6 +239,28 @@ class CoreTest : public ::testing::Test {
     request.headers = std::move(headers);
     if (!token.empty()) request.headers.emplace_back("x-vault-token", token);
     return core_->Handle(request);
+  }
+
+  // As the listener calls the core: on the "I/O thread" (this one), with an offload that runs
+  // the work on another thread and counts it.
+  http::HttpResponse SendAsListener(std::string method, std::string target, std::string token,
+                                    int& offloaded) {
+    http::HttpRequest request;
+    request.method = std::move(method);
+    request.target = std::move(target);
+    request.remote_addr = "127.0.0.1";
+    request.headers.emplace_back("x-vault-token", std::move(token));
+    std::promise<http::HttpResponse> answer;
+    std::vector<std::thread> workers;
+    core_->Handle(
+        request, [&answer](http::HttpResponse response) { answer.set_value(std::move(response)); },
+        [&](std::function<void()> work) {
+          ++offloaded;
+          workers.emplace_back(std::move(work));
+        });
+    http::HttpResponse response = answer.get_future().get();
+    for (std::thread& worker : workers) worker.join();
+    return response;
   }
 
   static nlohmann::json Json(const http::HttpResponse& response) {

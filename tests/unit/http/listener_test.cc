@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -437,7 +438,10 @@ TEST(ListenerStartTest, InvalidOptions) {
   ListenerOptions bad_host = PlainOptions();
   bad_host.host = "localhost";  // a literal is required
   EXPECT_EQ(Listener::Start(bad_host, Echo).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(Listener::Start(PlainOptions(), nullptr).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Listener::Start(PlainOptions(), Handler()).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Listener::Start(PlainOptions(), AsyncHandler()).status().code(),
+            StatusCode::kInvalidArgument);
   ListenerOptions no_workers = PlainOptions();
   no_workers.worker_threads = 0;
   EXPECT_EQ(Listener::Start(no_workers, Echo).status().code(), StatusCode::kInvalidArgument);
@@ -601,6 +605,103 @@ TEST(ListenerHttpTest, HandlerExceptionIs500WithoutDetails) {
     EXPECT_EQ(response->header("content-type"), "application/json");
     EXPECT_EQ(response->header("cache-control"), "no-store");
   }
+}
+
+// --- The asynchronous handler: answers on the I/O thread, later from another thread, or from
+// offloaded work.
+
+std::unique_ptr<Listener> StartAsyncOrDie(ListenerOptions options, AsyncHandler handler) {
+  auto listener = Listener::Start(std::move(options), std::move(handler));
+  EXPECT_TRUE(listener.ok()) << listener.status().ToString();
+  return listener.ok() ? std::move(listener).value() : nullptr;
+}
+
+HttpResponse TextResponse(std::string body) {
+  return HttpResponse{200, {{"Content-Type", "text/plain"}}, std::move(body)};
+}
+
+TEST(ListenerAsyncTest, AnswersFromTheIoThreadFromAnotherThreadAndFromOffloadedWork) {
+  std::mutex mu;
+  std::vector<std::thread> responders;
+  auto listener = StartAsyncOrDie(
+      PlainOptions(), [&](HttpRequest& request, Respond respond, const Offload& offload) {
+        if (request.target == "/inline") return respond(TextResponse("inline"));
+        if (request.target == "/offload") {
+          return offload([&request, respond] { respond(TextResponse("worker " + request.body)); });
+        }
+        // Later, from a thread the listener does not know (like the audit pipeline's).
+        std::lock_guard lock(mu);
+        responders.emplace_back([respond] { respond(TextResponse("later")); });
+      });
+  ASSERT_TRUE(listener);
+  RawClient client(listener->port());
+  ASSERT_TRUE(client.Send(Get("/later") + Get("/inline") +
+                          "POST /offload HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi"));
+  for (const char* expected : {"later", "inline", "worker hi"}) {  // in request order
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, expected);
+  }
+  std::lock_guard lock(mu);
+  for (std::thread& t : responders) t.join();
+}
+
+TEST(ListenerAsyncTest, OnlyTheFirstAnswerCounts) {
+  auto listener =
+      StartAsyncOrDie(PlainOptions(), [](HttpRequest&, Respond respond, const Offload&) {
+        respond(TextResponse("first"));
+        respond(TextResponse("second"));
+      });
+  ASSERT_TRUE(listener);
+  RawClient client(listener->port());
+  ASSERT_TRUE(client.Send(Get("/a") + Get("/b")));
+  for (int i = 0; i < 2; ++i) {
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body, "first");
+  }
+}
+
+TEST(ListenerAsyncTest, DroppedResponderThrowingHandlerAndThrowingWorkAre500) {
+  auto listener = StartAsyncOrDie(
+      PlainOptions(), [](HttpRequest& request, const Respond& respond, const Offload& offload) {
+        if (request.target == "/drop") return;  // every copy of `respond` dies unanswered
+        if (request.target == "/throw") throw std::runtime_error("secret detail");
+        offload([] { throw std::runtime_error("secret detail"); });
+        (void)respond;
+      });
+  ASSERT_TRUE(listener);
+  RawClient client(listener->port());
+  ASSERT_TRUE(client.Send(Get("/drop") + Get("/throw") + Get("/work")));
+  for (int i = 0; i < 3; ++i) {  // the connection survives each
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 500);
+    EXPECT_EQ(response->body, R"({"errors":["internal error"]})");
+  }
+}
+
+TEST(ListenerAsyncTest, StopWaitsForAnAnswerStillOnItsWay) {
+  std::promise<Respond> pending;
+  auto listener =
+      StartAsyncOrDie(PlainOptions(), [&](HttpRequest&, Respond respond, const Offload&) {
+        pending.set_value(std::move(respond));
+      });
+  ASSERT_TRUE(listener);
+  RawClient client(listener->port());
+  ASSERT_TRUE(client.Send(Get("/slow")));
+  Respond respond = pending.get_future().get();
+  const std::uint16_t port = listener->port();
+  std::thread stopper([&] { listener->Stop(std::chrono::milliseconds(10'000)); });
+  // Stopping: new connections are refused, the one awaiting its answer stays open.
+  EXPECT_TRUE(Eventually([&] { return !RawClient(port).connected(); }));
+  EXPECT_EQ(listener->stats().connections_open, 1u);
+  respond(TextResponse("made it"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body, "made it");
+  stopper.join();
 }
 
 TEST(ListenerHttpTest, HandlerHeaderInjectionIs500) {

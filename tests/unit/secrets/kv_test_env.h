@@ -22,6 +22,7 @@
 #include "server/logical/logical.h"
 #include "server/secrets/kv.h"
 #include "tests/support/flaky_store.h"
+#include "tests/support/recorded_answer.h"
 #include "tests/support/softhsm_token.h"
 
 namespace lockbox::secrets::testing {
@@ -130,14 +131,19 @@ class KvTestEnv : public ::testing::Test {
     return r;
   }
 
+  // Runs a request against backend_ and records its read event as the router does.
+  StatusOr<logical::Response> Serve(const logical::Request& request) {
+    return lockbox::testing::RecordedAnswer(backend_->HandleRequest(request), *audit_);
+  }
+
   // Runs a request against backend_ and expects success.
   logical::Response Ok(const logical::Request& request) {
-    auto r = backend_->HandleRequest(request);
+    auto r = Serve(request);
     EXPECT_TRUE(r.ok()) << request.path << ": " << r.status().ToString();
     return r.ok() ? std::move(*r) : logical::Response{};
   }
   Status Err(const logical::Request& request) {
-    auto r = backend_->HandleRequest(request);
+    auto r = Serve(request);
     EXPECT_FALSE(r.ok()) << request.path << " unexpectedly succeeded";
     return r.ok() ? Status::Ok() : r.status();
   }

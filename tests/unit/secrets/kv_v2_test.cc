@@ -36,7 +36,7 @@ class KvV2Test : public KvTestEnv {
     return Ok(Req(Operation::kUpdate, "data/" + path, WriteBody(std::move(data), cas)));
   }
   StatusOr<logical::Response> Read(const std::string& path, json query = json::object()) {
-    return backend_->HandleRequest(Req(Operation::kRead, "data/" + path, std::move(query)));
+    return Serve(Req(Operation::kRead, "data/" + path, std::move(query)));
   }
   json ReadValue(const std::string& path, json query = json::object()) {
     auto r = Read(path, std::move(query));

@@ -18,6 +18,7 @@
 #include <latch>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,7 @@
 
 #include <gtest/gtest.h>
 
+#include "server/blocking/would_block.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/store/fault_vfs.h"
 
@@ -527,6 +529,80 @@ TEST(StoreBatchLimitTest, BatchesAreCappedAtMaxBatchUnits) {
   EXPECT_EQ(after.batches - before.batches, 4u);  // the gate, then 2 + 2 + 1
   EXPECT_EQ(after.max_batch, 2u);
   EXPECT_EQ(CountItems(*store), 5);
+}
+
+TEST_F(StoreTest, CommitAsyncTellsEachUnitItsResultOnceItsBatchIsDurable) {
+  constexpr int kUnits = 20;
+  std::mutex mu;
+  std::map<int, std::vector<Status>> results;  // per unit: every call of its `done`
+  std::atomic<std::uint32_t> done{0};
+  for (int i = 0; i < kUnits; ++i) {
+    store_->CommitAsync(
+        [i](Transaction& tx) -> Status {
+          LOCKBOX_RETURN_IF_ERROR(InsertItem(tx, i, "async " + std::to_string(i)));
+          if (i % 5 == 0) return AbortedError("planned");  // rolls back alone
+          return Status::Ok();
+        },
+        [&, i](Status s) {
+          std::lock_guard lock(mu);
+          results[i].push_back(std::move(s));
+          done.fetch_add(1);
+          done.notify_all();
+        });
+  }
+  for (std::uint32_t n; (n = done.load()) < kUnits;) done.wait(n);
+  std::set<std::int64_t> committed;
+  std::lock_guard lock(mu);
+  for (int i = 0; i < kUnits; ++i) {
+    ASSERT_EQ(results[i].size(), 1u) << "unit " << i;
+    EXPECT_EQ(results[i][0].code(), i % 5 == 0 ? StatusCode::kAborted : StatusCode::kOk);
+    if (i % 5 != 0) committed.insert(i);
+  }
+  store_.reset();  // what was reported OK is on disk
+  EXPECT_EQ(ItemIds(*OpenOrDie(path_)), committed);
+}
+
+TEST_F(StoreTest, CommitAsyncOnAClosedStoreOrFromAUnitFailsAtOnce) {
+  Status inner = Status::Ok();
+  ASSERT_TRUE(store_
+                  ->Commit([&](Transaction&) {
+                    store_->CommitAsync([](Transaction&) { return Status::Ok(); },
+                                        [&](Status s) { inner = std::move(s); });
+                    return Status::Ok();
+                  })
+                  .ok());
+  EXPECT_EQ(inner.code(), StatusCode::kInternal);  // answered at once, no deadlock
+  store_->Shutdown();
+  Status closed = Status::Ok();
+  bool ran = false;
+  store_->CommitAsync(
+      [&](Transaction&) {
+        ran = true;
+        return Status::Ok();
+      },
+      [&](Status s) { closed = std::move(s); });
+  EXPECT_EQ(closed.code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(ran);
+}
+
+TEST_F(StoreTest, InsideANonBlockingScopeReadsAndCommitsRefuseAtOnce) {
+  ASSERT_TRUE(store_->Commit([](Transaction& tx) { return InsertItem(tx, 1, "before"); }).ok());
+  {
+    blocking::NonBlockingScope scope;
+    bool ran = false;
+    EXPECT_EQ(store_
+                  ->Read([&](Transaction&) {
+                    ran = true;
+                    return Status::Ok();
+                  })
+                  .code(),
+              StatusCode::kUnavailable);
+    EXPECT_EQ(store_->Commit([&](Transaction& tx) { return InsertItem(tx, 2, "refused"); }).code(),
+              StatusCode::kUnavailable);
+    EXPECT_FALSE(ran);
+    EXPECT_TRUE(scope.blocked());
+  }
+  EXPECT_EQ(ItemIds(*store_), (std::set<std::int64_t>{1}));  // nothing happened, reads work again
 }
 
 TEST_F(StoreTest, ShutdownDrainsQueuedUnitsThenRefusesCommits) {

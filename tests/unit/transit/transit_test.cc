@@ -11,6 +11,7 @@
 #include "server/audit_log/audit_log.h"
 #include "server/transit/wire.h"
 #include "tests/support/flaky_store.h"
+#include "tests/support/recorded_answer.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/unit/keyring/hsm_decorators.h"
 
@@ -97,7 +98,8 @@ class TransitTest : public ::testing::Test {
   }
 
   StatusOr<Response> Call(Operation op, std::string rel, json data = json::object()) {
-    return backend_->HandleRequest(Req(op, std::move(rel), std::move(data)));
+    return testing::RecordedAnswer(
+        backend_->HandleRequest(Req(op, std::move(rel), std::move(data))), *audit_);
   }
   StatusOr<Response> Post(std::string rel, json data = json::object()) {
     return Call(Operation::kUpdate, std::move(rel), std::move(data));
