@@ -10,14 +10,29 @@
 namespace lockbox::crypto {
 namespace {
 
+// OpenSSL 3 resolves EVP_sha256() & co. in the provider registry on every use (locks and string
+// compares: a few percent of a request that hashes its token); fetch each digest once instead.
+// A digest that cannot be fetched is a broken library: fail closed.
+const EVP_MD* Fetched(const char* name) {
+  EVP_MD* md = EVP_MD_fetch(nullptr, name, nullptr);
+  if (md == nullptr) std::abort();
+  return md;
+}
+
 const EVP_MD* Md(HashAlgorithm alg) {
   switch (alg) {
-    case HashAlgorithm::kSha256:
-      return EVP_sha256();
-    case HashAlgorithm::kSha384:
-      return EVP_sha384();
-    case HashAlgorithm::kSha512:
-      return EVP_sha512();
+    case HashAlgorithm::kSha256: {
+      static const EVP_MD* const md = Fetched("SHA2-256");
+      return md;
+    }
+    case HashAlgorithm::kSha384: {
+      static const EVP_MD* const md = Fetched("SHA2-384");
+      return md;
+    }
+    case HashAlgorithm::kSha512: {
+      static const EVP_MD* const md = Fetched("SHA2-512");
+      return md;
+    }
   }
   std::abort();  // Unreachable for valid enum values.
 }
@@ -67,7 +82,8 @@ std::vector<std::uint8_t> Digest(HashAlgorithm alg, std::span<const std::uint8_t
 std::array<std::uint8_t, 32> Sha256(std::span<const std::uint8_t> data) {
   std::array<std::uint8_t, 32> out{};
   unsigned int len = 0;
-  if (EVP_Digest(PtrOrDummy(data), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
+  if (EVP_Digest(PtrOrDummy(data), data.size(), out.data(), &len, Md(HashAlgorithm::kSha256),
+                 nullptr) != 1 ||
       len != out.size()) {
     DigestFailure();
   }
@@ -81,7 +97,8 @@ struct Sha256Hasher::Impl {
 };
 
 Sha256Hasher::Sha256Hasher() : impl_(std::make_unique<Impl>()) {
-  if (!impl_->ctx || EVP_DigestInit_ex(impl_->ctx.get(), EVP_sha256(), nullptr) != 1) {
+  if (!impl_->ctx ||
+      EVP_DigestInit_ex(impl_->ctx.get(), Md(HashAlgorithm::kSha256), nullptr) != 1) {
     DigestFailure();
   }
 }
@@ -102,7 +119,8 @@ std::array<std::uint8_t, 32> Sha256Hasher::Finish() {
     DigestFailure();
   }
   // Reset so the hasher can be reused.
-  if (EVP_DigestInit_ex(impl_->ctx.get(), EVP_sha256(), nullptr) != 1) DigestFailure();
+  if (EVP_DigestInit_ex(impl_->ctx.get(), Md(HashAlgorithm::kSha256), nullptr) != 1)
+    DigestFailure();
   return out;
 }
 

@@ -164,6 +164,7 @@ Status ParseLimits(const json& j, LimitsConfig& out) {
       {"max_request_bytes", &LimitsConfig::max_request_bytes},
       {"max_header_bytes", &LimitsConfig::max_header_bytes},
       {"max_connections", &LimitsConfig::max_connections},
+      {"io_threads", &LimitsConfig::io_threads},
       {"worker_threads", &LimitsConfig::worker_threads},
       {"requests_per_second_per_client", &LimitsConfig::requests_per_second_per_client},
       {"requests_per_second_per_token", &LimitsConfig::requests_per_second_per_token},

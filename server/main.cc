@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -159,6 +160,9 @@ Status Runtime::Start() {
   listen.max_body_bytes = limits.max_request_bytes;
   listen.max_header_bytes = limits.max_header_bytes;
   listen.max_connections = limits.max_connections;
+  listen.io_threads = limits.io_threads != 0
+                          ? static_cast<unsigned>(limits.io_threads)
+                          : std::max(1u, std::thread::hardware_concurrency() / 2);
   listen.worker_threads = static_cast<unsigned>(limits.worker_threads);
   listen.read_timeout = limits.read_timeout;
   listen.idle_timeout = limits.idle_timeout;
@@ -368,6 +372,8 @@ int main(int argc, char** argv) {
   // Requests allocate and free buffers of up to a few hundred KiB; with glibc's default 128 KiB
   // trim threshold every such cycle shrinks and regrows the heap, and the page faults cost 10x the
   // encryption of a 64 KiB message (BENCHMARKS.md). Keep up to 64 MiB of freed heap instead.
+  // (Release builds allocate with jemalloc, which keeps freed memory itself; this is for glibc's
+  // malloc in the sanitizer builds and wherever jemalloc is left out.)
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
   RunOptions options;

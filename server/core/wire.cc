@@ -154,6 +154,28 @@ std::string Dump(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// The envelope as Dump() would write it (members in key order, compact), with each value
+// serialized in place rather than copied into an envelope object first: `data` can be large, and
+// this is every answer's path.
+std::string EnvelopeText(const logical::Response& response, const RenderOptions& options) {
+  std::string body = R"({"auth":)";
+  body += response.auth.has_value() ? Dump(*response.auth) : "null";
+  body += R"(,"data":)";
+  body += response.data.has_value() ? Dump(*response.data) : "null";
+  body += R"(,"lease_duration":)";
+  body += std::to_string(response.lease_duration.count());
+  body += R"(,"lease_id":"","mount_type":)";
+  body += Dump(options.mount_type);
+  body += R"(,"renewable":)";
+  body += response.renewable ? "true" : "false";
+  body += R"(,"request_id":)";
+  body += Dump(options.request_id);
+  body += R"(,"warnings":)";
+  body += response.warnings.empty() ? "null" : Dump(response.warnings);
+  body += R"(,"wrap_info":null})";
+  return body;
+}
+
 // Vault answers 404 for a list whose "keys" are missing or empty, unless it has other data.
 bool ListFoundNothing(const logical::Response& response) {
   if (!response.data.has_value() || !response.data->is_object()) {
@@ -406,6 +428,13 @@ http::HttpResponse RenderResponse(const logical::Response& response, std::string
     if (!has_body) return BaseResponse(204, options.request_id);
   }
 
+  http::HttpResponse out =
+      BaseResponse(response.status != 0 ? response.status : 200, options.request_id);
+  if (options.head) return out;
+  if (!(response.data.has_value() && response.data->is_object() && InjectsDataAtTopLevel(path))) {
+    out.body = EnvelopeText(response, options);
+    return out;
+  }
   nlohmann::json envelope = {
       {"request_id", options.request_id},
       {"lease_id", ""},
@@ -418,14 +447,10 @@ http::HttpResponse RenderResponse(const logical::Response& response, std::string
       {"auth", response.auth.value_or(nullptr)},
       {"mount_type", options.mount_type},
   };
-  if (response.data.has_value() && response.data->is_object() && InjectsDataAtTopLevel(path)) {
-    for (const auto& [key, value] : response.data->items()) {
-      if (!envelope.contains(key)) envelope[key] = value;
-    }
+  for (const auto& [key, value] : response.data->items()) {
+    if (!envelope.contains(key)) envelope[key] = value;
   }
-  http::HttpResponse out =
-      BaseResponse(response.status != 0 ? response.status : 200, options.request_id);
-  if (!options.head) out.body = Dump(envelope);
+  out.body = Dump(envelope);
   return out;
 }
 

@@ -44,7 +44,8 @@ TEST(ServerConfig, FullValidFile) {
                "pin_file": "/etc/lockbox/pin"},
     "default_lease_ttl": "30m",
     "max_lease_ttl": "768h",
-    "limits": {"max_request_bytes": 1048576, "max_header_bytes": 16384, "max_connections": 200},
+    "limits": {"max_request_bytes": 1048576, "max_header_bytes": 16384, "max_connections": 200,
+               "io_threads": 3},
     "audit": {"checkpoint_every_events": 500, "checkpoint_interval": "15s",
               "sinks": [{"name": "local", "type": "file", "path": "/var/log/lockbox.jsonl"}]}
   })";
@@ -67,6 +68,7 @@ TEST(ServerConfig, FullValidFile) {
   EXPECT_EQ(config->limits.max_request_bytes, 1048576u);
   EXPECT_EQ(config->limits.max_header_bytes, 16384u);
   EXPECT_EQ(config->limits.max_connections, 200u);
+  EXPECT_EQ(config->limits.io_threads, 3u);
   EXPECT_EQ(config->audit.checkpoint_every_events, 500u);
   EXPECT_EQ(config->audit.checkpoint_interval, seconds(15));
   ASSERT_EQ(config->audit.sinks.size(), 1u);
@@ -202,6 +204,8 @@ INSTANTIATE_TEST_SUITE_P(
         // limits
         ErrorCase{"{" L ", " S R"(, "limits": {"max_connections": 0}})",
                   "limits.max_connections: expected a positive integer"},
+        ErrorCase{"{" L ", " S R"(, "limits": {"io_threads": 0}})",
+                  "limits.io_threads: expected a positive integer"},
         ErrorCase{"{" L ", " S R"(, "limits": {"max_request_bytes": -1}})",
                   "limits.max_request_bytes: expected a positive integer"},
         ErrorCase{"{" L ", " S R"(, "limits": {"max_header_bytes": "64k"}})",

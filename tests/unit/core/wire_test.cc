@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "server/core/metrics.h"
 
 namespace lockbox::core {
@@ -171,6 +173,22 @@ TEST(WireTest, RenderEnvelope204And404) {
     if (name == "Content-Type") content_type = value == "application/json";
   }
   EXPECT_TRUE(content_type);
+}
+
+TEST(WireTest, EnvelopeIsCompactSortedJsonWithEveryField) {
+  logical::Response full;
+  full.data = nlohmann::json{{"z", "\u00e9\"quoted\"\n"}, {"a", {1, 2}}, {"n", nullptr}};
+  full.auth = nlohmann::json{{"client_token", "t"}, {"policies", {"default"}}};
+  full.warnings = {"one", "two"};
+  full.lease_duration = std::chrono::seconds(3600);
+  full.renewable = true;
+  const auto rendered = RenderResponse(full, "kv/data/x", {"rid-\"1", "kv", Operation::kRead});
+  const nlohmann::json expected = {
+      {"request_id", "rid-\"1"},    {"lease_id", ""},     {"renewable", true},
+      {"lease_duration", 3600},     {"data", *full.data}, {"wrap_info", nullptr},
+      {"warnings", {"one", "two"}}, {"auth", *full.auth}, {"mount_type", "kv"}};
+  EXPECT_EQ(rendered.body, expected.dump());  // byte for byte what a json object dumps
+  EXPECT_EQ(RenderResponse(full, "kv/data/x", {"rid", "kv", Operation::kRead, true}).body, "");
 }
 
 TEST(WireTest, SysInjectionFollowsVaultsRoutes) {
