@@ -500,6 +500,7 @@ StatusOr<std::shared_ptr<const StoredVersion>> KvV2Backend::FindVersion(const st
     LOCKBOX_ASSIGN_OR_RETURN(auto v, LoadVersion(tx, uuid_, path, wanted));
     if (!v) return Status::Ok();
     v->custom_metadata = std::move(meta->custom_metadata);
+    v->metadata_answer = VersionMetadataJson(*v);
     found = std::make_shared<StoredVersion>(std::move(*v));
     if (wanted == meta->current_version) cache_.Fill(path, found, ticket);
     return Status::Ok();
@@ -523,7 +524,7 @@ StatusOr<json> KvV2Backend::OpenValue(const logical::Request& request, const std
 logical::Response KvV2Backend::GoneResponse(const StoredVersion& v) {
   logical::Response response;
   response.status = 404;
-  response.data = json{{"data", nullptr}, {"metadata", VersionMetadataJson(v)}};
+  response.data = json{{"data", nullptr}, {"metadata", v.metadata_answer}};
   return response;
 }
 
@@ -544,7 +545,7 @@ StatusOr<logical::Response> KvV2Backend::ReadData(const logical::Request& reques
   }
   LOCKBOX_ASSIGN_OR_RETURN(json value, OpenValue(request, path, *v));
   logical::Response response;
-  response.data = json{{"data", std::move(value)}, {"metadata", VersionMetadataJson(*v)}};
+  response.data = json{{"data", std::move(value)}, {"metadata", v->metadata_answer}};
   response.event = std::move(event);  // durable before the value leaves (see logical.h)
   return response;
 }
