@@ -1,6 +1,7 @@
 // The transit backend: request routing and the endpoints of reference §6 on top of KeyStore.
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <utility>
 
 #include "crypto/encoding.h"
@@ -186,10 +187,27 @@ Status CheckContextConsistency(const Items& items) {
   return Status::Ok();
 }
 
-// Vault's batch answer (reference §6.4): results in input order, references echoed, status 400
-// (user errors) / 500 (internal errors) / partial_failure_response_code when some succeeded.
-StatusOr<Response> ItemsResponse(const json& data, const Items& items,
-                                 std::vector<StatusOr<json>>& results, audit::Event& event) {
+// The item's "ciphertext", which must be there ("missing ciphertext to <verb>").
+StatusOr<std::string> RequiredCiphertext(const json& item, std::string_view verb) {
+  LOCKBOX_ASSIGN_OR_RETURN(auto ciphertext, logical::GetString(item, "ciphertext"));
+  if (!ciphertext || ciphertext->empty()) {
+    return InvalidArgumentError("missing ciphertext to " + std::string(verb));
+  }
+  return std::move(*ciphertext);
+}
+
+// Runs `one` on every item and gives Vault's batch answer (reference §6.4): results in input
+// order, references echoed, status 400 (user errors) / 500 (internal errors) /
+// partial_failure_response_code when some succeeded. The operation's audit event goes with it for
+// the router to record (a single item's key_version included).
+StatusOr<Response> AnswerItems(const json& data, const Items& items, audit::Event event,
+                               const std::function<StatusOr<json>(const json& item)>& one) {
+  std::vector<StatusOr<json>> results;
+  results.reserve(items.items.size());
+  for (const json* item : items.items) results.push_back(one(*item));
+  if (!items.batch && results[0].ok() && results[0]->contains("key_version")) {
+    event.details["key_version"] = (*results[0])["key_version"];
+  }
   Response resp;
   bool user_error = false, internal_error = false, success = false;
   json batch = json::array();
@@ -212,6 +230,7 @@ StatusOr<Response> ItemsResponse(const json& data, const Items& items,
   if (!items.batch) {
     if (!results[0].ok()) return results[0].status();
     resp.data = std::move(batch[0]);
+    resp.event = std::move(event);
     return resp;
   }
   resp.data = json{{"batch_results", std::move(batch)}};
@@ -232,6 +251,7 @@ StatusOr<Response> ItemsResponse(const json& data, const Items& items,
     event.outcome = audit::Outcome::kError;
     event.reason = "some batch items failed";
   }
+  resp.event = std::move(event);
   return resp;
 }
 
@@ -892,76 +912,51 @@ StatusOr<Response> TransitBackend::Encrypt(const Request& request, std::string_v
   if (!items.batch && !data.contains("plaintext")) {
     return InvalidArgumentError("missing plaintext to encrypt");
   }
-  std::vector<StatusOr<json>> results;
-  results.reserve(items.items.size());
-  for (const json* item : items.items) {
-    results.push_back([&]() -> StatusOr<json> {
-      LOCKBOX_ASSIGN_OR_RETURN(auto plaintext_b64, logical::GetString(*item, "plaintext"));
-      LOCKBOX_ASSIGN_OR_RETURN(auto plaintext, DecodeBase64(plaintext_b64.value_or("")));
-      LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t version, KeyVersionField(*item, "encryption"));
-      LOCKBOX_ASSIGN_OR_RETURN(Binding binding, ParseBinding(*key, *item, true));
-      return Seal(*key, plaintext.span(), binding, version, request);
-    }());
-  }
   audit::Event event = KeyStore::Event("encrypt", request, name);
-  if (!items.batch && results[0].ok()) event.details["key_version"] = (*results[0])["key_version"];
-  auto resp = ItemsResponse(data, items, results, event);
-  return Recorded(std::move(resp), std::move(event));
+  return AnswerItems(data, items, std::move(event), [&](const json& item) -> StatusOr<json> {
+    LOCKBOX_ASSIGN_OR_RETURN(auto plaintext_b64, logical::GetString(item, "plaintext"));
+    LOCKBOX_ASSIGN_OR_RETURN(auto plaintext, DecodeBase64(plaintext_b64.value_or("")));
+    LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t version, KeyVersionField(item, "encryption"));
+    LOCKBOX_ASSIGN_OR_RETURN(Binding binding, ParseBinding(*key, item, true));
+    return Seal(*key, plaintext.span(), binding, version, request);
+  });
 }
 
 StatusOr<Response> TransitBackend::Decrypt(const Request& request, const TransitKey& key) {
   const json& data = request.data;
   LOCKBOX_ASSIGN_OR_RETURN(Items items, ParseItems(data));
   LOCKBOX_RETURN_IF_ERROR(CheckContextConsistency(items));
-  std::vector<StatusOr<json>> results;
-  results.reserve(items.items.size());
-  for (const json* item : items.items) {
-    results.push_back([&]() -> StatusOr<json> {
-      LOCKBOX_ASSIGN_OR_RETURN(auto ciphertext, logical::GetString(*item, "ciphertext"));
-      if (!ciphertext || ciphertext->empty()) {
-        return InvalidArgumentError("missing ciphertext to decrypt");
-      }
-      LOCKBOX_ASSIGN_OR_RETURN(Binding binding, ParseBinding(key, *item, false));
-      LOCKBOX_ASSIGN_OR_RETURN(auto plaintext, Open(key, *ciphertext, binding, request));
-      return json{{"plaintext", crypto::Base64Encode(plaintext.span())}};
-    }());
-  }
   audit::Event event = KeyStore::Event("decrypt", request, key.name);
-  auto resp = ItemsResponse(data, items, results, event);
-  return Recorded(std::move(resp), std::move(event));
+  return AnswerItems(data, items, std::move(event), [&](const json& item) -> StatusOr<json> {
+    LOCKBOX_ASSIGN_OR_RETURN(std::string ciphertext, RequiredCiphertext(item, "decrypt"));
+    LOCKBOX_ASSIGN_OR_RETURN(Binding binding, ParseBinding(key, item, false));
+    LOCKBOX_ASSIGN_OR_RETURN(auto plaintext, Open(key, ciphertext, binding, request));
+    return json{{"plaintext", crypto::Base64Encode(plaintext.span())}};
+  });
 }
 
 StatusOr<Response> TransitBackend::Rewrap(const Request& request, const TransitKey& key) {
   const json& data = request.data;
   LOCKBOX_ASSIGN_OR_RETURN(Items items, ParseItems(data));
   LOCKBOX_RETURN_IF_ERROR(CheckContextConsistency(items));
-  std::vector<StatusOr<json>> results;
-  results.reserve(items.items.size());
-  for (const json* item : items.items) {
-    results.push_back([&]() -> StatusOr<json> {
-      LOCKBOX_ASSIGN_OR_RETURN(auto ciphertext, logical::GetString(*item, "ciphertext"));
-      if (!ciphertext || ciphertext->empty()) {
-        return InvalidArgumentError("missing ciphertext to rewrap");
-      }
-      LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t version, KeyVersionField(*item, "encryption"));
-      LOCKBOX_ASSIGN_OR_RETURN(Binding binding, ParseBinding(key, *item, true));
-      if (key.policy.convergent || !SupportsEncryption(key.policy.type)) {
-        // Deterministic ciphertexts have no wrapped DEK: decrypt and seal again (the plaintext
-        // stays in locked memory and is never returned).
-        LOCKBOX_ASSIGN_OR_RETURN(auto plaintext, Open(key, *ciphertext, binding, request));
-        return Seal(key, plaintext.span(), binding, version, request);
-      }
-      LOCKBOX_ASSIGN_OR_RETURN(auto parsed, ParseVersioned(*ciphertext, "ciphertext"));
-      auto rewrapped = keys_.keyring().Rewrap(key.keyring_name, *ciphertext,
-                                              binding.KeyringContext(), Quiet(request), version);
-      if (!rewrapped.ok()) return CiphertextError(key, parsed.version, rewrapped.status());
-      LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t new_version, VersionFromText(*rewrapped));
-      return json{{"ciphertext", std::move(*rewrapped)}, {"key_version", new_version}};
-    }());
-  }
   audit::Event event = KeyStore::Event("rewrap", request, key.name);
-  auto resp = ItemsResponse(data, items, results, event);
-  return Recorded(std::move(resp), std::move(event));
+  return AnswerItems(data, items, std::move(event), [&](const json& item) -> StatusOr<json> {
+    LOCKBOX_ASSIGN_OR_RETURN(std::string ciphertext, RequiredCiphertext(item, "rewrap"));
+    LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t version, KeyVersionField(item, "encryption"));
+    LOCKBOX_ASSIGN_OR_RETURN(Binding binding, ParseBinding(key, item, true));
+    if (key.policy.convergent || !SupportsEncryption(key.policy.type)) {
+      // Deterministic ciphertexts have no wrapped DEK: decrypt and seal again (the plaintext
+      // stays in locked memory and is never returned).
+      LOCKBOX_ASSIGN_OR_RETURN(auto plaintext, Open(key, ciphertext, binding, request));
+      return Seal(key, plaintext.span(), binding, version, request);
+    }
+    LOCKBOX_ASSIGN_OR_RETURN(auto parsed, ParseVersioned(ciphertext, "ciphertext"));
+    auto rewrapped = keys_.keyring().Rewrap(key.keyring_name, ciphertext, binding.KeyringContext(),
+                                            Quiet(request), version);
+    if (!rewrapped.ok()) return CiphertextError(key, parsed.version, rewrapped.status());
+    LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t new_version, VersionFromText(*rewrapped));
+    return json{{"ciphertext", std::move(*rewrapped)}, {"key_version", new_version}};
+  });
 }
 
 StatusOr<Response> TransitBackend::DataKey(const Request& request, std::string_view kind,
@@ -1033,18 +1028,13 @@ StatusOr<Response> TransitBackend::Hmac(const Request& request, const TransitKey
   LOCKBOX_ASSIGN_OR_RETURN(auto hmac_key, keys_.HmacKey(key, *material, Quiet(request)));
   if (!items.batch && !data.contains("input"))
     return InvalidArgumentError("missing input for HMAC");
-  std::vector<StatusOr<json>> results;
-  for (const json* item : items.items) {
-    results.push_back([&]() -> StatusOr<json> {
-      LOCKBOX_ASSIGN_OR_RETURN(auto input, Base64Field(*item, "input"));
-      LOCKBOX_ASSIGN_OR_RETURN(auto mac, HmacOf(hash, hmac_key->span(), {input.span()}));
-      return json{{"hmac", FormatVersioned(version, crypto::Base64Encode(mac))}};
-    }());
-  }
   audit::Event event = KeyStore::Event("hmac", request, key.name);
   event.details["key_version"] = version;
-  auto resp = ItemsResponse(data, items, results, event);
-  return Recorded(std::move(resp), std::move(event));
+  return AnswerItems(data, items, std::move(event), [&](const json& item) -> StatusOr<json> {
+    LOCKBOX_ASSIGN_OR_RETURN(auto input, Base64Field(item, "input"));
+    LOCKBOX_ASSIGN_OR_RETURN(auto mac, HmacOf(hash, hmac_key->span(), {input.span()}));
+    return json{{"hmac", FormatVersioned(version, crypto::Base64Encode(mac))}};
+  });
 }
 
 struct SignatureFormat {
@@ -1093,27 +1083,22 @@ StatusOr<Response> TransitBackend::Sign(const Request& request, const TransitKey
   LOCKBOX_ASSIGN_OR_RETURN(auto material, keys_.Material(key, version, request));
   LOCKBOX_ASSIGN_OR_RETURN(auto signing_key, keys_.SigningKey(*material));
   if (!items.batch && !data.contains("input")) return InvalidArgumentError("missing input to sign");
-  std::vector<StatusOr<json>> results;
-  for (const json* item : items.items) {
-    results.push_back([&]() -> StatusOr<json> {
-      LOCKBOX_ASSIGN_OR_RETURN(auto input, Base64Field(*item, "input"));
-      LOCKBOX_ASSIGN_OR_RETURN(auto raw, keys_.hsm().Sign(signing_key, input.span()));
-      std::string encoded;
-      if (format.jws) {
-        encoded = crypto::Base64UrlEncode(raw);
-      } else if (key.policy.type == KeyType::kEcdsaP256) {
-        LOCKBOX_ASSIGN_OR_RETURN(auto der, EcdsaRawToDer(raw));
-        encoded = crypto::Base64Encode(der);
-      } else {
-        encoded = crypto::Base64Encode(raw);
-      }
-      return json{{"signature", FormatVersioned(version, encoded)}, {"key_version", version}};
-    }());
-  }
   audit::Event event = KeyStore::Event("sign", request, key.name);
   event.details["key_version"] = version;
-  auto resp = ItemsResponse(data, items, results, event);
-  return Recorded(std::move(resp), std::move(event));
+  return AnswerItems(data, items, std::move(event), [&](const json& item) -> StatusOr<json> {
+    LOCKBOX_ASSIGN_OR_RETURN(auto input, Base64Field(item, "input"));
+    LOCKBOX_ASSIGN_OR_RETURN(auto raw, keys_.hsm().Sign(signing_key, input.span()));
+    std::string encoded;
+    if (format.jws) {
+      encoded = crypto::Base64UrlEncode(raw);
+    } else if (key.policy.type == KeyType::kEcdsaP256) {
+      LOCKBOX_ASSIGN_OR_RETURN(auto der, EcdsaRawToDer(raw));
+      encoded = crypto::Base64Encode(der);
+    } else {
+      encoded = crypto::Base64Encode(raw);
+    }
+    return json{{"signature", FormatVersioned(version, encoded)}, {"key_version", version}};
+  });
 }
 
 StatusOr<Response> TransitBackend::Verify(const Request& request, const TransitKey& key,
@@ -1121,58 +1106,53 @@ StatusOr<Response> TransitBackend::Verify(const Request& request, const TransitK
   const json& data = request.data;
   LOCKBOX_ASSIGN_OR_RETURN(Items items, ParseItems(data));
   LOCKBOX_ASSIGN_OR_RETURN(auto meta, Metadata(key));
-  std::vector<StatusOr<json>> results;
-  for (const json* item : items.items) {
-    results.push_back([&]() -> StatusOr<json> {
-      LOCKBOX_ASSIGN_OR_RETURN(auto signature, logical::GetString(*item, "signature"));
-      LOCKBOX_ASSIGN_OR_RETURN(auto hmac, logical::GetString(*item, "hmac"));
-      const bool has_signature = signature && !signature->empty();
-      const bool has_hmac = hmac && !hmac->empty();
-      if (has_signature && has_hmac) {
-        return InvalidArgumentError("provide one of 'signature' or 'hmac', not both");
-      }
-      if (!has_signature && !has_hmac) {
-        return InvalidArgumentError("neither a 'signature' nor an 'hmac' were given to verify");
-      }
-      LOCKBOX_ASSIGN_OR_RETURN(auto input, Base64Field(*item, "input"));
-      if (has_hmac) {
-        LOCKBOX_ASSIGN_OR_RETURN(Hash hash,
-                                 HashParam(data, url_algorithm, {"algorithm", "hash_algorithm"},
-                                           "unsupported algorithm "));
-        LOCKBOX_ASSIGN_OR_RETURN(auto parsed, ParseVersioned(*hmac, "hmac"));
-        LOCKBOX_RETURN_IF_ERROR(CheckDecryptionVersion(meta, parsed.version, "hmac"));
-        auto given = crypto::Base64Decode(parsed.body);
-        if (!given.ok()) return InvalidArgumentError("invalid hmac: could not decode base64");
-        LOCKBOX_ASSIGN_OR_RETURN(auto material, keys_.Material(key, parsed.version, request));
-        LOCKBOX_ASSIGN_OR_RETURN(auto hmac_key, keys_.HmacKey(key, *material, Quiet(request)));
-        LOCKBOX_ASSIGN_OR_RETURN(auto mac, HmacOf(hash, hmac_key->span(), {input.span()}));
-        return json{{"valid", crypto::ConstantTimeEquals(mac, *given)}};
-      }
-      if (!SupportsSigning(key.policy.type)) {
-        return InvalidArgumentError("key type " + std::string(KeyTypeName(key.policy.type)) +
-                                    " does not support verification");
-      }
-      LOCKBOX_RETURN_IF_ERROR(CheckSigningOptions(key, data, url_algorithm));
-      LOCKBOX_ASSIGN_OR_RETURN(SignatureFormat format, ParseMarshaling(data));
-      LOCKBOX_ASSIGN_OR_RETURN(auto parsed, ParseVersioned(*signature, "signature"));
-      LOCKBOX_RETURN_IF_ERROR(CheckDecryptionVersion(meta, parsed.version, "signature"));
-      auto sig =
-          format.jws ? crypto::Base64UrlDecode(parsed.body) : crypto::Base64Decode(parsed.body);
-      if (!sig.ok()) return InvalidArgumentError("invalid base64 signature value");
-      LOCKBOX_ASSIGN_OR_RETURN(auto material, keys_.Material(key, parsed.version, request));
-      LOCKBOX_ASSIGN_OR_RETURN(auto public_key, keys_.VerifyKey(*material));
-      const bool ed = key.policy.type == KeyType::kEd25519;
-      Status verified = public_key.Verify(
-          ed ? crypto::SignatureAlgorithm::kEd25519 : crypto::SignatureAlgorithm::kEcdsaP256Sha256,
-          input.span(), *sig,
-          format.jws ? crypto::EcdsaSignatureFormat::kRawRS : crypto::EcdsaSignatureFormat::kDer);
-      if (!verified.ok() && verified.code() != StatusCode::kDataLoss) return verified;
-      return json{{"valid", verified.ok()}};
-    }());
-  }
   audit::Event event = KeyStore::Event("verify", request, key.name);
-  auto resp = ItemsResponse(data, items, results, event);
-  return Recorded(std::move(resp), std::move(event));
+  return AnswerItems(data, items, std::move(event), [&](const json& item) -> StatusOr<json> {
+    LOCKBOX_ASSIGN_OR_RETURN(auto signature, logical::GetString(item, "signature"));
+    LOCKBOX_ASSIGN_OR_RETURN(auto hmac, logical::GetString(item, "hmac"));
+    const bool has_signature = signature && !signature->empty();
+    const bool has_hmac = hmac && !hmac->empty();
+    if (has_signature && has_hmac) {
+      return InvalidArgumentError("provide one of 'signature' or 'hmac', not both");
+    }
+    if (!has_signature && !has_hmac) {
+      return InvalidArgumentError("neither a 'signature' nor an 'hmac' were given to verify");
+    }
+    LOCKBOX_ASSIGN_OR_RETURN(auto input, Base64Field(item, "input"));
+    if (has_hmac) {
+      LOCKBOX_ASSIGN_OR_RETURN(Hash hash,
+                               HashParam(data, url_algorithm, {"algorithm", "hash_algorithm"},
+                                         "unsupported algorithm "));
+      LOCKBOX_ASSIGN_OR_RETURN(auto parsed, ParseVersioned(*hmac, "hmac"));
+      LOCKBOX_RETURN_IF_ERROR(CheckDecryptionVersion(meta, parsed.version, "hmac"));
+      auto given = crypto::Base64Decode(parsed.body);
+      if (!given.ok()) return InvalidArgumentError("invalid hmac: could not decode base64");
+      LOCKBOX_ASSIGN_OR_RETURN(auto material, keys_.Material(key, parsed.version, request));
+      LOCKBOX_ASSIGN_OR_RETURN(auto hmac_key, keys_.HmacKey(key, *material, Quiet(request)));
+      LOCKBOX_ASSIGN_OR_RETURN(auto mac, HmacOf(hash, hmac_key->span(), {input.span()}));
+      return json{{"valid", crypto::ConstantTimeEquals(mac, *given)}};
+    }
+    if (!SupportsSigning(key.policy.type)) {
+      return InvalidArgumentError("key type " + std::string(KeyTypeName(key.policy.type)) +
+                                  " does not support verification");
+    }
+    LOCKBOX_RETURN_IF_ERROR(CheckSigningOptions(key, data, url_algorithm));
+    LOCKBOX_ASSIGN_OR_RETURN(SignatureFormat format, ParseMarshaling(data));
+    LOCKBOX_ASSIGN_OR_RETURN(auto parsed, ParseVersioned(*signature, "signature"));
+    LOCKBOX_RETURN_IF_ERROR(CheckDecryptionVersion(meta, parsed.version, "signature"));
+    auto sig =
+        format.jws ? crypto::Base64UrlDecode(parsed.body) : crypto::Base64Decode(parsed.body);
+    if (!sig.ok()) return InvalidArgumentError("invalid base64 signature value");
+    LOCKBOX_ASSIGN_OR_RETURN(auto material, keys_.Material(key, parsed.version, request));
+    LOCKBOX_ASSIGN_OR_RETURN(auto public_key, keys_.VerifyKey(*material));
+    const bool ed = key.policy.type == KeyType::kEd25519;
+    Status verified = public_key.Verify(
+        ed ? crypto::SignatureAlgorithm::kEd25519 : crypto::SignatureAlgorithm::kEcdsaP256Sha256,
+        input.span(), *sig,
+        format.jws ? crypto::EcdsaSignatureFormat::kRawRS : crypto::EcdsaSignatureFormat::kDer);
+    if (!verified.ok() && verified.code() != StatusCode::kDataLoss) return verified;
+    return json{{"valid", verified.ok()}};
+  });
 }
 
 // --- random, hash ------------------------------------------------------------------------------
