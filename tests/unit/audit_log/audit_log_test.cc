@@ -232,6 +232,9 @@ TEST_F(AuditLogTest, CommittedRecordsWakeTheForwarderHook) {
   EXPECT_EQ(wakes.load(), after_start + 1);
   ASSERT_TRUE(log_->WriteCheckpoint(audit::CheckpointKind::kPeriodic).ok());
   EXPECT_EQ(wakes.load(), after_start + 2);
+  // The stop checkpoint wakes it too; close while `wakes` is still alive.
+  log_.reset();
+  EXPECT_EQ(wakes.load(), after_start + 3);
 }
 
 TEST_F(AuditLogTest, EventsCommitWithTheirStateChange) {
