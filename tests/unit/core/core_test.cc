@@ -176,6 +176,7 @@ TEST_F(CoreTest, ReadsAreAnsweredWithoutOffloadUnlessTheyWouldBlock) {
   EXPECT_EQ(offloaded, 1);
   EXPECT_EQ(AuditEvents().size(), events_before + 1);
   ASSERT_TRUE(LastEventFor("kv/slow/b").has_value());
+  EXPECT_EQ(LastEventFor("kv/slow/b")->op, "fake.slow.read");  // the engine's, not the router's
   // Writes are never attempted on the calling thread.
   EXPECT_EQ(SendAsListener("PUT", "/v1/kv/data/c", root, offloaded).status, 204);
   EXPECT_EQ(offloaded, 2);
@@ -273,6 +274,10 @@ TEST_F(CoreTest, AuditFailureFailsClosedWithoutData) {
   EXPECT_EQ(read.status, 503);
   EXPECT_EQ(Json(read), json({{"errors", {"audit log unavailable"}}}));
   EXPECT_EQ(read.body.find("s3cr3t"), std::string::npos);
+  // Also when the engine hands over its own event (the answer is never rendered).
+  const auto engine_event_read = Send("GET", "/v1/kv/slow/b", "", root);
+  EXPECT_EQ(engine_event_read.status, 503);
+  EXPECT_EQ(engine_event_read.body.find("slow"), std::string::npos);
   // Denials and state changes fail closed too: no policy is created without its event.
   EXPECT_EQ(Send("GET", "/v1/kv/data/a").status, 503);
   const auto put = Send("PUT", "/v1/sys/policies/acl/x",

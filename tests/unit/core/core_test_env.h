@@ -60,8 +60,8 @@ struct FakeWorld {
 };
 
 // A tiny engine: data/<key> (existence check, read, write, delete), LIST data/ (keys),
-// slow/<key> (a read that needs the store), sudo/* (root-protected), login (unauthenticated), raw,
-// error, warn.
+// slow/<key> (a read that needs the store and carries its own event), sudo/* (root-protected),
+// login (unauthenticated), raw, error, warn.
 class FakeEngine : public logical::Backend {
  public:
   FakeEngine(logical::MountEntry entry, FakeWorld& world)
@@ -99,6 +99,14 @@ class FakeEngine : public logical::Backend {
     if (rel.starts_with("slow/") && request.operation == logical::Operation::kRead) {
       LOCKBOX_RETURN_IF_ERROR(world_.store->Query("SELECT 1", {}).status());
       response.data = nlohmann::json{{"slow", true}};
+      // Like a real engine's read: the router records this event, then renders the answer.
+      audit::Event event;
+      event.op = "fake.slow.read";
+      event.path = request.path;
+      event.request_id = request.request_id;
+      event.actor = request.caller.actor;
+      event.remote_addr = request.remote_addr;
+      response.event = std::move(event);
       return response;
     }
     if (rel.starts_with("sudo/") || rel == "login") {
