@@ -1,6 +1,7 @@
 // The request pipeline: processing order, envelope, routing, existence check, ACL, sudo, audit.
 #include <thread>
 
+#include "server/blocking/would_block.h"
 #include "tests/unit/core/core_test_env.h"
 
 namespace lockbox::core::testing {
@@ -180,6 +181,18 @@ TEST_F(CoreTest, ReadsAreAnsweredWithoutOffloadUnlessTheyWouldBlock) {
   // Writes are never attempted on the calling thread.
   EXPECT_EQ(SendAsListener("PUT", "/v1/kv/data/c", root, offloaded).status, 204);
   EXPECT_EQ(offloaded, 2);
+}
+
+TEST_F(CoreTest, InstrumentedHsmRefusesInsideANonBlockingScope) {
+  {
+    blocking::NonBlockingScope scope;
+    EXPECT_EQ(hsm_->FindSecretKey("lockbox/mkek/v1").status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(hsm_->DestroyObjectsByLabel("lockbox/none").status().code(),
+              StatusCode::kUnavailable);
+    EXPECT_TRUE(scope.blocked());
+  }
+  // Outside the scope the call reaches the token again.
+  EXPECT_NE(hsm_->FindSecretKey("lockbox/mkek/v1").status().code(), StatusCode::kUnavailable);
 }
 
 TEST_F(CoreTest, AclDeniesAndAuditsWithTheAccessor) {
