@@ -1,11 +1,14 @@
 // The Beast/Asio side of the listener (see listener.h for the contract).
 //
-// Shape: one io_context run by `io_threads` threads. An accept coroutine hands every socket its
-// own strand and spawns one connection coroutine on it; the coroutine does the TLS handshake,
-// reads a request, calls the handler on the I/O thread and awaits its Respond (the handler may
-// offload to the worker pool, an asio::thread_pool of `worker_threads`: extra requests queue, at
-// most one per connection), and resumes on its strand to write the response. Requests on one
-// connection are handled one after another, so pipelined requests are answered in order.
+// Shape: `io_threads` io_contexts, each run by one thread of its own. An accept coroutine (on the
+// first) hands the sockets out round-robin and spawns one connection coroutine per socket on its
+// context; a connection never changes thread, so it needs no strand and the contexts share no
+// lock (one io_context run by several threads was slower: its threads contend for its queue).
+// The coroutine does the TLS handshake, reads a request, calls the handler on its I/O thread and
+// awaits its Respond (the handler may offload to the worker pool, an asio::thread_pool of
+// `worker_threads`: extra requests queue, at most one per connection), and resumes on its thread
+// to write the response. Requests on one connection are handled one after another, so pipelined
+// requests are answered in order.
 //
 // Deadlines (beast::tcp_stream's, one deadline shared by every read of a phase):
 //   - the first request, TLS handshake included, must be complete `read_timeout` after accept;
@@ -199,14 +202,14 @@ bhttp::response<bhttp::string_body> ToBeastResponse(HttpResponse&& response, uns
 }
 
 // The part of a connection that Stop() reaches from another thread, always through a post to the
-// connection's strand.
+// connection's executor (its I/O thread).
 class ConnectionBase {
  public:
   virtual ~ConnectionBase() = default;
   virtual beast::tcp_stream& tcp() = 0;
   asio::any_io_executor executor() { return tcp().get_executor(); }
 
-  // On the strand.
+  // On the connection's I/O thread.
   void CloseIfIdle() {
     if (idle_) Close();
   }
@@ -224,7 +227,7 @@ class ConnectionBase {
 template <class Stream>
 class Connection;
 
-// Where a handler's answer goes: the awaiting connection coroutine, resumed on its strand. The
+// Where a handler's answer goes: the awaiting connection coroutine, resumed on its thread. The
 // first Deliver() wins; if the handler drops every Respond copy without answering, the client
 // gets a 500 rather than a connection that hangs forever. A response that breaks the HTTP rules
 // (see ValidateResponse) becomes a 500 too.
@@ -246,9 +249,9 @@ class ResponseSlot {
 
  private:
   void Post(HttpResponse response) {
-    // The coroutine's own executor: the connection's strand.
-    const auto strand = asio::get_associated_executor(resume_);
-    asio::post(strand, [resume = std::move(resume_), response = std::move(response)]() mutable {
+    // The coroutine's own executor: the connection's I/O thread.
+    const auto executor = asio::get_associated_executor(resume_);
+    asio::post(executor, [resume = std::move(resume_), response = std::move(response)]() mutable {
       std::move(resume)(std::move(response));
     });
   }
@@ -264,9 +267,8 @@ class ListenerImpl final : public Listener {
         handler_(std::move(handler)),
         tls_(std::move(tls)),
         limiter_(options_.per_client, options_.per_token),
-        io_(static_cast<int>(options_.io_threads)),
-        accept_strand_(asio::make_strand(io_)),
-        acceptor_(accept_strand_),
+        io_(MakeIoContexts(options_.io_threads)),
+        acceptor_(*io_.front()),
         workers_(options_.worker_threads),
         offload_([this](std::function<void()> work) {
           asio::post(workers_, [work = std::move(work)] {
@@ -290,7 +292,7 @@ class ListenerImpl final : public Listener {
 
   const ListenerOptions& options() const { return options_; }
   bool stopping() const { return stopping_.load(); }
-  // Rate limits, then the handler on the worker pool; resumes on the caller's strand.
+  // Rate limits, then the handler; resumes on the caller's I/O thread.
   asio::awaitable<HttpResponse> Dispatch(HttpRequest& request);
 
  private:
@@ -304,8 +306,13 @@ class ListenerImpl final : public Listener {
   const AsyncHandler handler_;
   const std::unique_ptr<ssl::context> tls_;  // outlives io_, hence every stream
   RequestRateLimiter limiter_;
-  asio::io_context io_;
-  asio::strand<asio::io_context::executor_type> accept_strand_;
+  static std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(unsigned count);
+
+  // One per I/O thread; the first also runs the accept loop.
+  const std::vector<std::unique_ptr<asio::io_context>> io_;
+  // Keep every context's run() going while it has no connection, until Stop().
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> io_keep_running_;
+  std::size_t next_io_ = 0;  // the context the next connection goes to; accept loop only
   tcp::acceptor acceptor_;
   asio::thread_pool workers_;
   const Offload offload_;
@@ -486,25 +493,37 @@ void ListenerImpl::StartThreads() {
     std::lock_guard lock(mu_);
     accepting_ = true;
   }
-  asio::co_spawn(accept_strand_, AcceptLoop(), [this](std::exception_ptr) {
+  asio::co_spawn(*io_.front(), AcceptLoop(), [this](std::exception_ptr) {
     std::lock_guard lock(mu_);
     accepting_ = false;
     drained_.notify_all();
   });
-  io_threads_.reserve(options_.io_threads);
-  for (unsigned i = 0; i < options_.io_threads; ++i) {
-    io_threads_.emplace_back([this] { io_.run(); });
+  io_threads_.reserve(io_.size());
+  for (const auto& io : io_) {
+    io_keep_running_.push_back(asio::make_work_guard(*io));
+    io_threads_.emplace_back([&io = *io] { io.run(); });
   }
+}
+
+std::vector<std::unique_ptr<asio::io_context>> ListenerImpl::MakeIoContexts(unsigned count) {
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  contexts.reserve(count);
+  for (unsigned i = 0; i < count; ++i) {
+    contexts.push_back(std::make_unique<asio::io_context>(1));  // hint: one thread runs it
+  }
+  return contexts;
 }
 
 asio::awaitable<void> ListenerImpl::AcceptLoop() {
   for (;;) {
     error_code ec;
-    tcp::socket socket = co_await acceptor_.async_accept(
-        asio::make_strand(io_), asio::redirect_error(asio::use_awaitable, ec));
+    asio::io_context& io = *io_[next_io_];
+    next_io_ = (next_io_ + 1) % io_.size();
+    tcp::socket socket =
+        co_await acceptor_.async_accept(io, asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_ || !acceptor_.is_open()) co_return;
     if (ec) {
-      asio::steady_timer backoff(accept_strand_, kAcceptBackoff);
+      asio::steady_timer backoff(*io_.front(), kAcceptBackoff);
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
@@ -556,7 +575,7 @@ asio::awaitable<HttpResponse> ListenerImpl::Dispatch(HttpRequest& request) {
     refused.headers.emplace_back("Retry-After", std::to_string(decision.retry_after.count()));
     co_return refused;
   }
-  // The coroutine waits for the handler's Respond, which resumes it on the connection's strand
+  // The coroutine waits for the handler's Respond, which resumes it on the connection's thread
   // from whichever thread answers.
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>, void(HttpResponse)>(
       [this, &request](auto resume) {
@@ -593,7 +612,7 @@ void ListenerImpl::Stop(std::chrono::milliseconds grace) {
   const auto deadline = std::chrono::steady_clock::now() + grace;
   std::unique_lock lock(mu_);
   stopping_ = true;  // under mu_: Launch() either sees it or its connection is in the sweep below
-  asio::post(accept_strand_, [this] {
+  asio::post(*io_.front(), [this] {
     error_code ignored;
     acceptor_.close(ignored);
   });
@@ -610,7 +629,7 @@ void ListenerImpl::Stop(std::chrono::milliseconds grace) {
     drained_.wait(lock, drained);
   }
   lock.unlock();
-  io_.stop();
+  for (const auto& io : io_) io->stop();
   for (std::thread& thread : io_threads_) thread.join();
   workers_.join();
 }

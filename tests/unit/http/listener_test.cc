@@ -17,8 +17,10 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "tests/support/temp_dir.h"
@@ -645,6 +647,42 @@ TEST(ListenerAsyncTest, AnswersFromTheIoThreadFromAnotherThreadAndFromOffloadedW
   }
   std::lock_guard lock(mu);
   for (std::thread& t : responders) t.join();
+}
+
+// Connections are spread over every I/O thread (each thread keeps running while it has none),
+// and a connection stays on its thread for all of its requests.
+TEST(ListenerAsyncTest, ConnectionsAreSpreadOverEveryIoThreadAndStayOnTheirs) {
+  std::mutex mu;
+  std::map<std::string, std::set<std::thread::id>> threads_by_client;  // mu
+  ListenerOptions options = PlainOptions();
+  options.io_threads = 3;
+  auto listener =
+      StartAsyncOrDie(options, [&](HttpRequest& request, Respond respond, const Offload&) {
+        {
+          std::lock_guard lock(mu);
+          threads_by_client[request.target].insert(std::this_thread::get_id());
+        }
+        respond(TextResponse("ok"));
+      });
+  ASSERT_TRUE(listener);
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 6; ++i) clients.push_back(std::make_unique<RawClient>(listener->port()));
+  for (int round = 0; round < 3; ++round) {
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      ASSERT_TRUE(clients[i]->Send(Get("/client" + std::to_string(i))));
+      auto response = clients[i]->ReadResponse();
+      ASSERT_TRUE(response) << "client " << i << " was not served";
+      EXPECT_EQ(response->body, "ok");
+    }
+  }
+  std::lock_guard lock(mu);
+  std::set<std::thread::id> all;
+  for (const auto& [client, threads] : threads_by_client) {
+    EXPECT_EQ(threads.size(), 1u) << client << " moved between I/O threads";
+    all.insert(threads.begin(), threads.end());
+  }
+  EXPECT_EQ(threads_by_client.size(), clients.size());
+  EXPECT_EQ(all.size(), 3u);
 }
 
 TEST(ListenerAsyncTest, OnlyTheFirstAnswerCounts) {
