@@ -161,7 +161,11 @@ std::string EnvelopeText(const logical::Response& response, const RenderOptions&
   std::string body = R"({"auth":)";
   body += response.auth.has_value() ? Dump(*response.auth) : "null";
   body += R"(,"data":)";
-  body += response.data.has_value() ? Dump(*response.data) : "null";
+  if (response.data_text.has_value()) {
+    body += *response.data_text;
+  } else {
+    body += response.data.has_value() ? Dump(*response.data) : "null";
+  }
   body += R"(,"lease_duration":)";
   body += std::to_string(response.lease_duration.count());
   body += R"(,"lease_id":"","mount_type":)";
@@ -416,8 +420,8 @@ http::HttpResponse RenderResponse(const logical::Response& response, std::string
     if (!options.head) out.body = Dump(*response.raw_json);
     return out;
   }
-  const bool has_body =
-      response.data.has_value() || response.auth.has_value() || !response.warnings.empty();
+  const bool has_body = response.data.has_value() || response.data_text.has_value() ||
+                        response.auth.has_value() || !response.warnings.empty();
   if (response.status == 0) {
     if (options.operation == Operation::kRead && !has_body) {
       return RenderErrors(404, {}, options.request_id, options.head);

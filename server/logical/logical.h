@@ -89,6 +89,10 @@ struct Response {
   // failed items): the envelope is still sent, without an "errors" key.
   int status = 0;
   std::optional<nlohmann::json> data;  // the envelope's "data"
+  // Instead of `data`: the envelope's "data" as JSON text, spliced into the answer as it is (a KV
+  // read's stored value, which the server wrote and the keyring authenticated, is not parsed only
+  // to be written out again). Only text this server rendered goes here.
+  std::optional<std::string> data_text;
   std::optional<nlohmann::json> auth;  // the envelope's "auth" block
   std::vector<std::string> warnings;
   std::chrono::seconds lease_duration{0};

@@ -57,18 +57,28 @@ StatusOr<std::string> ValueSealer::Seal(const nlohmann::json& value,
   return keyring_.Encrypt(key_name_, plaintext.span(), context, 0, AuditedByCaller(caller));
 }
 
-StatusOr<nlohmann::json> ValueSealer::Open(std::string_view ciphertext,
-                                           std::span<const std::uint8_t> context,
-                                           const keyring::Caller& caller) const {
+StatusOr<crypto::SecureBuffer> ValueSealer::OpenText(std::string_view ciphertext,
+                                                     std::span<const std::uint8_t> context,
+                                                     const keyring::Caller& caller) const {
   auto plaintext = keyring_.Decrypt(key_name_, ciphertext, context, AuditedByCaller(caller));
   if (!plaintext.ok()) {
     const StatusCode code = plaintext.status().code();
     if (code == StatusCode::kInvalidArgument || code == StatusCode::kDataLoss) {
       return InternalError(std::string(kTamperedMessage));
     }
-    return plaintext.status();
   }
-  nlohmann::json value = nlohmann::json::parse(plaintext->view(), nullptr, false);
+  return plaintext;
+}
+
+StatusOr<nlohmann::json> ValueSealer::Open(std::string_view ciphertext,
+                                           std::span<const std::uint8_t> context,
+                                           const keyring::Caller& caller) const {
+  LOCKBOX_ASSIGN_OR_RETURN(crypto::SecureBuffer text, OpenText(ciphertext, context, caller));
+  return ParseSealedValue(text);
+}
+
+StatusOr<nlohmann::json> ParseSealedValue(const crypto::SecureBuffer& text) {
+  nlohmann::json value = nlohmann::json::parse(text.view(), nullptr, false);
   if (value.is_discarded()) return InternalError("stored secret is not valid JSON");
   return value;
 }

@@ -48,8 +48,13 @@ class ValueSealer {
 
   StatusOr<std::string> Seal(const nlohmann::json& value, std::span<const std::uint8_t> context,
                              const keyring::Caller& caller) const;
-  // INTERNAL "stored secret failed authentication" when the ciphertext does not open under this
-  // context (tampered, or moved from another path/version/mount); other keyring errors as is.
+  // The value as the compact JSON text Seal() wrote. INTERNAL "stored secret failed
+  // authentication" when the ciphertext does not open under this context (tampered, or moved from
+  // another path/version/mount); other keyring errors as is.
+  StatusOr<crypto::SecureBuffer> OpenText(std::string_view ciphertext,
+                                          std::span<const std::uint8_t> context,
+                                          const keyring::Caller& caller) const;
+  // OpenText(), parsed.
   StatusOr<nlohmann::json> Open(std::string_view ciphertext, std::span<const std::uint8_t> context,
                                 const keyring::Caller& caller) const;
 
@@ -59,6 +64,9 @@ class ValueSealer {
   keyring::Keyring& keyring_;
   const std::string key_name_;
 };
+
+// A value OpenText() returned, parsed; INTERNAL if it is not JSON.
+StatusOr<nlohmann::json> ParseSealedValue(const crypto::SecureBuffer& text);
 
 // The message of a sealed value that does not authenticate.
 inline constexpr std::string_view kTamperedMessage = "stored secret failed authentication";

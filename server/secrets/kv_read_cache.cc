@@ -26,7 +26,8 @@ std::uint64_t KvReadCache::FillTicket() const {
 
 void KvReadCache::Fill(const std::string& path, std::shared_ptr<const StoredVersion> value,
                        std::uint64_t ticket) {
-  const std::size_t bytes = kEntryOverhead + path.size() + value->ciphertext.size();
+  const std::size_t bytes =
+      kEntryOverhead + path.size() + value->ciphertext.size() + value->metadata_text.size();
   if (max_entries_ == 0 || bytes > max_bytes_) return;
   std::lock_guard lock(mu_);
   if (ticket != epoch_ || changing_all_ > 0 || changing_.contains(path)) return;

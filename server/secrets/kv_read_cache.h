@@ -36,9 +36,9 @@ struct StoredVersion {
   bool destroyed = false;
   std::string ciphertext;          // "" when destroyed
   nlohmann::json custom_metadata;  // null or an object of strings
-  // The version's metadata as reads answer it, rendered once when the version is loaded (times
-  // formatted), since a cached version is read many times.
-  nlohmann::json metadata_answer;
+  // The version's metadata as reads answer it, rendered as JSON text once when the version is
+  // loaded, since a cached version is read many times.
+  std::string metadata_text;
 };
 
 class KvReadCache {

@@ -353,7 +353,10 @@ class KvV2Backend final : public KvBackendBase {
   // not exist. The current version comes from the warm cache when it can.
   StatusOr<std::shared_ptr<const StoredVersion>> FindVersion(const std::string& path,
                                                              std::uint64_t version);
-  // Opens a readable version's value; records failures (and only failures) in the audit log.
+  // Opens a readable version's value (as the JSON text it was sealed as, or parsed); records
+  // failures (and only failures) in the audit log.
+  StatusOr<crypto::SecureBuffer> OpenValueText(const logical::Request& request,
+                                               const std::string& path, const StoredVersion& v);
   StatusOr<json> OpenValue(const logical::Request& request, const std::string& path,
                            const StoredVersion& v);
   // 404 with the version's metadata and no data (Vault's answer for a deleted or destroyed
@@ -500,7 +503,7 @@ StatusOr<std::shared_ptr<const StoredVersion>> KvV2Backend::FindVersion(const st
     LOCKBOX_ASSIGN_OR_RETURN(auto v, LoadVersion(tx, uuid_, path, wanted));
     if (!v) return Status::Ok();
     v->custom_metadata = std::move(meta->custom_metadata);
-    v->metadata_answer = VersionMetadataJson(*v);
+    v->metadata_text = VersionMetadataJson(*v).dump();
     found = std::make_shared<StoredVersion>(std::move(*v));
     if (wanted == meta->current_version) cache_.Fill(path, found, ticket);
     return Status::Ok();
@@ -508,9 +511,11 @@ StatusOr<std::shared_ptr<const StoredVersion>> KvV2Backend::FindVersion(const st
   return std::shared_ptr<const StoredVersion>(std::move(found));
 }
 
-StatusOr<json> KvV2Backend::OpenValue(const logical::Request& request, const std::string& path,
-                                      const StoredVersion& v) {
-  auto value = sealer_.Open(v.ciphertext, VersionContext(uuid_, path, v.version), request.caller);
+StatusOr<crypto::SecureBuffer> KvV2Backend::OpenValueText(const logical::Request& request,
+                                                          const std::string& path,
+                                                          const StoredVersion& v) {
+  auto value =
+      sealer_.OpenText(v.ciphertext, VersionContext(uuid_, path, v.version), request.caller);
   if (!value.ok()) {
     audit::Event event = RequestEvent("kv.read", request);
     event.details["version"] = v.version;
@@ -521,10 +526,29 @@ StatusOr<json> KvV2Backend::OpenValue(const logical::Request& request, const std
   return value;
 }
 
+StatusOr<json> KvV2Backend::OpenValue(const logical::Request& request, const std::string& path,
+                                      const StoredVersion& v) {
+  LOCKBOX_ASSIGN_OR_RETURN(crypto::SecureBuffer text, OpenValueText(request, path, v));
+  return ParseSealedValue(text);
+}
+
+namespace {
+// The envelope's data, {"data":…,"metadata":…}, written as the JSON text Dump() would make of it.
+std::string VersionAnswer(std::string_view value_text, const StoredVersion& v) {
+  std::string answer = R"({"data":)";
+  answer.reserve(answer.size() + value_text.size() + v.metadata_text.size() + 14);
+  answer += value_text;
+  answer += R"(,"metadata":)";
+  answer += v.metadata_text;
+  answer += '}';
+  return answer;
+}
+}  // namespace
+
 logical::Response KvV2Backend::GoneResponse(const StoredVersion& v) {
   logical::Response response;
   response.status = 404;
-  response.data = json{{"data", nullptr}, {"metadata", v.metadata_answer}};
+  response.data_text = VersionAnswer("null", v);
   return response;
 }
 
@@ -543,9 +567,11 @@ StatusOr<logical::Response> KvV2Backend::ReadData(const logical::Request& reques
     gone.event = std::move(event);
     return gone;
   }
-  LOCKBOX_ASSIGN_OR_RETURN(json value, OpenValue(request, path, *v));
+  // The stored text goes into the answer as it is: Seal() wrote it as the compact JSON a parse and
+  // dump would give back, and it authenticated, so re-parsing it would only cost time.
+  LOCKBOX_ASSIGN_OR_RETURN(crypto::SecureBuffer value, OpenValueText(request, path, *v));
   logical::Response response;
-  response.data = json{{"data", std::move(value)}, {"metadata", v->metadata_answer}};
+  response.data_text = VersionAnswer(value.view(), *v);
   response.event = std::move(event);  // durable before the value leaves (see logical.h)
   return response;
 }

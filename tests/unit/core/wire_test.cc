@@ -191,6 +191,23 @@ TEST(WireTest, EnvelopeIsCompactSortedJsonWithEveryField) {
   EXPECT_EQ(RenderResponse(full, "kv/data/x", {"rid", "kv", Operation::kRead, true}).body, "");
 }
 
+TEST(WireTest, DataTextIsSplicedAsItIs) {
+  const nlohmann::json data = {{"data", {{"k", "v\u00e9"}}}, {"metadata", {{"version", 3}}}};
+  logical::Response parsed;
+  parsed.data = data;
+  logical::Response spliced;
+  spliced.data_text = data.dump();
+  const RenderOptions options{"rid", "kv", Operation::kRead};
+  const auto from_text = RenderResponse(spliced, "kv/data/x", options);
+  EXPECT_EQ(from_text.status, 200);
+  EXPECT_EQ(from_text.body, RenderResponse(parsed, "kv/data/x", options).body);
+  // Verbatim: not parsed and re-written (spacing kept), and the text alone makes a body.
+  spliced.data_text = R"({"data": 1})";
+  EXPECT_NE(RenderResponse(spliced, "kv/data/x", options).body.find(R"("data":{"data": 1})"),
+            std::string::npos);
+  spliced.status = 404;
+  EXPECT_EQ(RenderResponse(spliced, "kv/data/x", options).status, 404);
+}
 TEST(WireTest, SysInjectionFollowsVaultsRoutes) {
   EXPECT_TRUE(InjectsDataAtTopLevel("sys/mounts"));
   EXPECT_TRUE(InjectsDataAtTopLevel("sys/mounts/transit/tune"));
