@@ -369,6 +369,32 @@ Status PublicKey::Verify(SignatureAlgorithm alg, ByteView message, ByteView sign
   return Status::Ok();
 }
 
+Status PublicKey::VerifyEcdsaDigest(ByteView digest, ByteView signature,
+                                    EcdsaSignatureFormat format) const {
+  if (!key_) return FailedPreconditionError("empty public key");
+  if (type_ != KeyType::kEcP256 && type_ != KeyType::kEcP384) {
+    return InvalidArgumentError("only ECDSA keys verify digests");
+  }
+  if (digest.empty() || digest.size() > 64) {
+    return InvalidArgumentError("a digest to verify must be 1 to 64 bytes");
+  }
+  Bytes der;
+  ByteView sig = signature;
+  if (format == EcdsaSignatureFormat::kRawRS) {
+    LOCKBOX_ASSIGN_OR_RETURN(der, RawToDer(signature, CoordinateSize(type_)));
+    sig = der;
+  } else {
+    LOCKBOX_RETURN_IF_ERROR(CheckCanonicalDer(signature));
+  }
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr));
+  if (!ctx) return OpenSslError("EVP_PKEY_CTX_new_from_pkey");
+  if (EVP_PKEY_verify_init(ctx.get()) != 1) return OpenSslError("EVP_PKEY_verify_init");
+  if (EVP_PKEY_verify(ctx.get(), sig.data(), sig.size(), digest.data(), digest.size()) != 1) {
+    return VerificationFailed();
+  }
+  return Status::Ok();
+}
+
 // --- PrivateKey ---
 
 PrivateKey::~PrivateKey() = default;

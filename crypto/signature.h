@@ -76,6 +76,11 @@ class PublicKey {
   // `format` only matters for ECDSA.
   Status Verify(SignatureAlgorithm alg, ByteView message, ByteView signature,
                 EcdsaSignatureFormat format = EcdsaSignatureFormat::kRawRS) const;
+  // ECDSA keys only: OK if `signature` signs `digest` as given (a hash the caller chose, or a
+  // message hashed elsewhere). Same strict encodings and DATA_LOSS on any failure as Verify();
+  // INVALID_ARGUMENT for a key that is not EC or a digest that is empty or over 64 bytes.
+  Status VerifyEcdsaDigest(ByteView digest, ByteView signature,
+                           EcdsaSignatureFormat format = EcdsaSignatureFormat::kRawRS) const;
 
   KeyType type() const { return type_; }
   int bits() const;  // modulus bits for RSA, curve bits for EC, 256 for Ed25519

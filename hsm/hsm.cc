@@ -55,6 +55,7 @@ constexpr std::size_t kWrappedKekBytes = kAesKeyBytes + 8;
 constexpr std::size_t kGcmIvBytes = 12;
 constexpr std::size_t kGcmTagBytes = 16;
 constexpr std::size_t kMaxPinFileBytes = 1024;
+constexpr std::size_t kMaxDigestBytes = 64;  // SHA-512, the longest hash transit offers
 constexpr std::string_view kSentinelLabel = "lockbox/hsm/owner-sentinel";
 
 // DER: OBJECT IDENTIFIER 1.2.840.10045.3.1.7 (prime256v1 / P-256).
@@ -579,14 +580,26 @@ class P11Hsm final : public Hsm {
 
   StatusOr<std::vector<std::uint8_t>> Sign(const SigningKey& key,
                                            std::span<const std::uint8_t> message) override {
-    const bool ed = key.algorithm == SigningAlgorithm::kEd25519;
-    std::vector<std::uint8_t> input;
-    if (ed) {
-      input.assign(message.begin(), message.end());
-    } else {
-      const auto digest = crypto::Sha256(message);
-      input.assign(digest.begin(), digest.end());
+    if (key.algorithm == SigningAlgorithm::kEd25519) return SignInput(key, message);
+    const auto digest = crypto::Sha256(message);
+    return SignInput(key, digest);
+  }
+
+  StatusOr<std::vector<std::uint8_t>> SignDigest(const SigningKey& key,
+                                                 std::span<const std::uint8_t> digest) override {
+    if (key.algorithm == SigningAlgorithm::kEd25519) {
+      return InvalidArgumentError("Ed25519 keys sign messages, not digests");
     }
+    if (digest.empty() || digest.size() > kMaxDigestBytes) {
+      return InvalidArgumentError("a digest to sign must be 1 to 64 bytes");
+    }
+    return SignInput(key, digest);
+  }
+
+  // CKM_EDDSA over a message or CKM_ECDSA over a digest.
+  StatusOr<std::vector<std::uint8_t>> SignInput(const SigningKey& key,
+                                                std::span<const std::uint8_t> input) {
+    const bool ed = key.algorithm == SigningAlgorithm::kEd25519;
     return Run<std::vector<std::uint8_t>>([&](Call& c) -> StatusOr<std::vector<std::uint8_t>> {
       LOCKBOX_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE priv, Resolve(c, key.private_key));
       CK_MECHANISM mech{ed ? CKM_EDDSA : CKM_ECDSA, nullptr, 0};
@@ -594,7 +607,8 @@ class P11Hsm final : public Hsm {
       std::vector<std::uint8_t> sig(64);
       CK_ULONG len = sig.size();
       LOCKBOX_RETURN_IF_ERROR(
-          c.Check("C_Sign", c.f->C_Sign(c.session, input.data(), input.size(), sig.data(), &len)));
+          c.Check("C_Sign", c.f->C_Sign(c.session, const_cast<CK_BYTE_PTR>(input.data()),
+                                        input.size(), sig.data(), &len)));
       if (len != 64)
         return InternalError("C_Sign: unexpected signature length " + std::to_string(len));
       return sig;

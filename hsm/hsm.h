@@ -136,6 +136,11 @@ class Hsm {
   // wants). Ed25519: pure EdDSA over `message` (64 bytes).
   virtual StatusOr<std::vector<std::uint8_t>> Sign(const SigningKey& key,
                                                    std::span<const std::uint8_t> message) = 0;
+  // ECDSA keys only: signs `digest` as given (CKM_ECDSA), for a hash the caller chose or a
+  // message hashed elsewhere; raw r||s. INVALID_ARGUMENT for an Ed25519 key or a digest that is
+  // empty or longer than 64 bytes.
+  virtual StatusOr<std::vector<std::uint8_t>> SignDigest(const SigningKey& key,
+                                                         std::span<const std::uint8_t> digest) = 0;
   // Public key as a JWK (RFC 7517/7518/8037): {"kty":"EC","crv":"P-256","x","y"} or
   // {"kty":"OKP","crv":"Ed25519","x"}; "kid" is the label, "alg" ES256/EdDSA, "use":"sig".
   // (Callers need <nlohmann/json.hpp>.)

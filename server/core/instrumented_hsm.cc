@@ -71,6 +71,10 @@ StatusOr<std::vector<std::uint8_t>> InstrumentedHsm::Sign(const hsm::SigningKey&
                                                           std::span<const std::uint8_t> message) {
   return Timed(kSign, [&] { return inner_.Sign(key, message); });
 }
+StatusOr<std::vector<std::uint8_t>> InstrumentedHsm::SignDigest(
+    const hsm::SigningKey& key, std::span<const std::uint8_t> digest) {
+  return Timed(kSign, [&] { return inner_.SignDigest(key, digest); });
+}
 StatusOr<nlohmann::json> InstrumentedHsm::PublicJwk(const hsm::SigningKey& key) {
   return Timed(kPublicJwk, [&] { return inner_.PublicJwk(key); });
 }

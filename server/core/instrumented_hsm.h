@@ -42,6 +42,9 @@ class InstrumentedHsm final : public hsm::Hsm {
   StatusOr<hsm::SigningKey> FindSigningKey(std::string_view label) override;
   StatusOr<std::vector<std::uint8_t>> Sign(const hsm::SigningKey& key,
                                            std::span<const std::uint8_t> message) override;
+  // Timed as a Sign.
+  StatusOr<std::vector<std::uint8_t>> SignDigest(const hsm::SigningKey& key,
+                                                 std::span<const std::uint8_t> digest) override;
   StatusOr<nlohmann::json> PublicJwk(const hsm::SigningKey& key) override;
   Status DestroyObject(const hsm::KeyHandle& key) override;
   StatusOr<std::size_t> DestroyObjectsByLabel(std::string_view label) override;

@@ -1050,22 +1050,41 @@ StatusOr<SignatureFormat> ParseMarshaling(const json& data) {
   return SignatureFormat{m == "jws"};
 }
 
-// Signing options this server cannot honour are refused, never ignored.
-Status CheckSigningOptions(const TransitKey& key, const json& data, std::string_view url_hash) {
-  LOCKBOX_ASSIGN_OR_RETURN(auto prehashed, logical::GetBool(data, "prehashed"));
-  if (prehashed.value_or(false)) {
-    return InvalidArgumentError("prehashed input is not supported: the HSM hashes the input");
-  }
-  if (key.policy.type == KeyType::kEcdsaP256) {
-    LOCKBOX_ASSIGN_OR_RETURN(Hash hash, HashParam(data, url_hash, {"hash_algorithm", "algorithm"},
-                                                  "unsupported hash algorithm "));
-    if (hash != Hash::kSha2_256) {
-      return InvalidArgumentError(
-          "unsupported hash algorithm for ecdsa-p256 keys: only sha2-256 is supported");
+// What a signing key signs: Ed25519 the input itself; ECDSA a digest of it, by the hash the
+// request names (sha2-256 unless it says otherwise), or the input as given when it is
+// `prehashed`. Options this server cannot honour are refused, never ignored.
+class SignedBytes {
+ public:
+  static StatusOr<SignedBytes> Parse(const TransitKey& key, const json& data,
+                                     std::string_view url_hash) {
+    LOCKBOX_ASSIGN_OR_RETURN(auto prehashed, logical::GetBool(data, "prehashed"));
+    SignedBytes signed_bytes;
+    signed_bytes.ecdsa_ = key.policy.type == KeyType::kEcdsaP256;
+    signed_bytes.prehashed_ = prehashed.value_or(false);
+    if (!signed_bytes.ecdsa_) {
+      if (signed_bytes.prehashed_) {
+        return InvalidArgumentError("prehashed input is not supported for ed25519 keys");
+      }
+      return signed_bytes;
     }
+    LOCKBOX_ASSIGN_OR_RETURN(
+        signed_bytes.hash_,
+        HashParam(data, url_hash, {"hash_algorithm", "algorithm"}, "unsupported hash algorithm "));
+    return signed_bytes;
   }
-  return Status::Ok();
-}
+
+  bool ecdsa() const { return ecdsa_; }
+  // The message (Ed25519) or the digest (ECDSA) for `input`.
+  std::vector<std::uint8_t> Of(std::span<const std::uint8_t> input) const {
+    if (!ecdsa_ || prehashed_) return {input.begin(), input.end()};
+    return HashOf(hash_, input);
+  }
+
+ private:
+  bool ecdsa_ = false;
+  bool prehashed_ = false;
+  Hash hash_ = Hash::kSha2_256;
+};
 
 StatusOr<Response> TransitBackend::Sign(const Request& request, const TransitKey& key,
                                         std::string_view url_algorithm) {
@@ -1074,7 +1093,7 @@ StatusOr<Response> TransitBackend::Sign(const Request& request, const TransitKey
     return InvalidArgumentError("key type " + std::string(KeyTypeName(key.policy.type)) +
                                 " does not support signing");
   }
-  LOCKBOX_RETURN_IF_ERROR(CheckSigningOptions(key, data, url_algorithm));
+  LOCKBOX_ASSIGN_OR_RETURN(SignedBytes signed_bytes, SignedBytes::Parse(key, data, url_algorithm));
   LOCKBOX_ASSIGN_OR_RETURN(SignatureFormat format, ParseMarshaling(data));
   LOCKBOX_ASSIGN_OR_RETURN(Items items, ParseItems(data));
   LOCKBOX_ASSIGN_OR_RETURN(std::uint32_t requested, KeyVersionField(data, "signing"));
@@ -1087,7 +1106,10 @@ StatusOr<Response> TransitBackend::Sign(const Request& request, const TransitKey
   event.details["key_version"] = version;
   return AnswerItems(data, items, std::move(event), [&](const json& item) -> StatusOr<json> {
     LOCKBOX_ASSIGN_OR_RETURN(auto input, Base64Field(item, "input"));
-    LOCKBOX_ASSIGN_OR_RETURN(auto raw, keys_.hsm().Sign(signing_key, input.span()));
+    const std::vector<std::uint8_t> to_sign = signed_bytes.Of(input.span());
+    LOCKBOX_ASSIGN_OR_RETURN(auto raw, signed_bytes.ecdsa()
+                                           ? keys_.hsm().SignDigest(signing_key, to_sign)
+                                           : keys_.hsm().Sign(signing_key, to_sign));
     std::string encoded;
     if (format.jws) {
       encoded = crypto::Base64UrlEncode(raw);
@@ -1136,7 +1158,8 @@ StatusOr<Response> TransitBackend::Verify(const Request& request, const TransitK
       return InvalidArgumentError("key type " + std::string(KeyTypeName(key.policy.type)) +
                                   " does not support verification");
     }
-    LOCKBOX_RETURN_IF_ERROR(CheckSigningOptions(key, data, url_algorithm));
+    LOCKBOX_ASSIGN_OR_RETURN(SignedBytes signed_bytes,
+                             SignedBytes::Parse(key, data, url_algorithm));
     LOCKBOX_ASSIGN_OR_RETURN(SignatureFormat format, ParseMarshaling(data));
     LOCKBOX_ASSIGN_OR_RETURN(auto parsed, ParseVersioned(*signature, "signature"));
     LOCKBOX_RETURN_IF_ERROR(CheckDecryptionVersion(meta, parsed.version, "signature"));
@@ -1145,11 +1168,13 @@ StatusOr<Response> TransitBackend::Verify(const Request& request, const TransitK
     if (!sig.ok()) return InvalidArgumentError("invalid base64 signature value");
     LOCKBOX_ASSIGN_OR_RETURN(auto material, keys_.Material(key, parsed.version, request));
     LOCKBOX_ASSIGN_OR_RETURN(auto public_key, keys_.VerifyKey(*material));
-    const bool ed = key.policy.type == KeyType::kEd25519;
-    Status verified = public_key.Verify(
-        ed ? crypto::SignatureAlgorithm::kEd25519 : crypto::SignatureAlgorithm::kEcdsaP256Sha256,
-        input.span(), *sig,
-        format.jws ? crypto::EcdsaSignatureFormat::kRawRS : crypto::EcdsaSignatureFormat::kDer);
+    const std::vector<std::uint8_t> signed_input = signed_bytes.Of(input.span());
+    const auto ecdsa_format =
+        format.jws ? crypto::EcdsaSignatureFormat::kRawRS : crypto::EcdsaSignatureFormat::kDer;
+    Status verified =
+        signed_bytes.ecdsa()
+            ? public_key.VerifyEcdsaDigest(signed_input, *sig, ecdsa_format)
+            : public_key.Verify(crypto::SignatureAlgorithm::kEd25519, signed_input, *sig);
     if (!verified.ok() && verified.code() != StatusCode::kDataLoss) return verified;
     return json{{"valid", verified.ok()}};
   });

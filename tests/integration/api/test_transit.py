@@ -181,6 +181,26 @@ class TransitTest(ServerTestCase):
         with self.assertRaises(hvac.exceptions.InvalidRequest):
             self.t.sign_data("aes-nosign", b64("x"))
 
+    def test_ecdsa_hash_algorithms_and_prehashed(self):
+        self.t.create_key("p256-hashes", key_type="ecdsa-p256")
+        key = self.t.read_key("p256-hashes")["data"]["keys"]["1"]
+        public = serialization.load_pem_public_key(key["public_key"].encode())
+        for name, hash_ in (("sha2-384", hashes.SHA384()), ("sha2-512", hashes.SHA512())):
+            sig = self.t.sign_data("p256-hashes", b64("payload"), hash_algorithm=name)["data"]["signature"]
+            public.verify(base64.b64decode(sig.split(":")[2]), b"payload", ec.ECDSA(hash_))
+            self.assertTrue(self.t.verify_signed_data("p256-hashes", b64("payload"), signature=sig,
+                                                      hash_algorithm=name)["data"]["valid"])
+            self.assertFalse(self.t.verify_signed_data("p256-hashes", b64("payload"),
+                                                       signature=sig)["data"]["valid"])
+        # prehashed: the client hashes, the server signs that digest as given.
+        digest = hashes.Hash(hashes.SHA384())
+        digest.update(b"payload")
+        prehashed = digest.finalize()
+        sig = self.t.sign_data("p256-hashes", b64(prehashed), prehashed=True)["data"]["signature"]
+        public.verify(base64.b64decode(sig.split(":")[2]), b"payload", ec.ECDSA(hashes.SHA384()))
+        with self.assertRaises(hvac.exceptions.InvalidRequest):  # no hash is 65 bytes long
+            self.t.sign_data("p256-hashes", b64(b"x" * 65), prehashed=True)
+
     def test_export_and_backup_refused(self):
         self.t.create_key("noexport")
         with self.assertRaises(hvac.exceptions.InternalServerError):

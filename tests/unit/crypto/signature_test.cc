@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/encoding.h"
+#include "crypto/hash.h"
 #include "crypto/jwk.h"
 #include "tests/support/temp_dir.h"
 
@@ -357,6 +358,38 @@ TEST(SignatureTest, EcdsaDerMustBeCanonical) {
       key->public_key()
           .Verify(SignatureAlgorithm::kEcdsaP256Sha256, msg, *der, EcdsaSignatureFormat::kRawRS)
           .ok());
+}
+
+// VerifyEcdsaDigest checks a signature over a digest as given: an ES256/ES384 signature verifies
+// over the message's SHA-256/SHA-384, not over any other digest, with the same strict encodings.
+TEST(SignatureTest, EcdsaDigestVerification) {
+  for (auto [alg, hash] :
+       {std::pair{SignatureAlgorithm::kEcdsaP256Sha256, HashAlgorithm::kSha256},
+        std::pair{SignatureAlgorithm::kEcdsaP384Sha384, HashAlgorithm::kSha384}}) {
+    auto key = PrivateKey::Generate(alg);
+    ASSERT_TRUE(key.ok());
+    const ByteView msg = AsBytes("digest me");
+    const auto digest = Digest(hash, msg);
+    auto raw = key->Sign(msg, EcdsaSignatureFormat::kRawRS);
+    auto der = key->Sign(msg, EcdsaSignatureFormat::kDer);
+    ASSERT_TRUE(raw.ok() && der.ok());
+    const PublicKey& pub = key->public_key();
+    EXPECT_TRUE(pub.VerifyEcdsaDigest(digest, *raw).ok());
+    EXPECT_TRUE(pub.VerifyEcdsaDigest(digest, *der, EcdsaSignatureFormat::kDer).ok());
+    EXPECT_EQ(pub.VerifyEcdsaDigest(Digest(HashAlgorithm::kSha512, msg), *raw).code(),
+              StatusCode::kDataLoss);
+    Bytes tampered = *raw;
+    tampered[5] ^= 1;
+    EXPECT_EQ(pub.VerifyEcdsaDigest(digest, tampered).code(), StatusCode::kDataLoss);
+    EXPECT_EQ(pub.VerifyEcdsaDigest(digest, *raw, EcdsaSignatureFormat::kDer).code(),
+              StatusCode::kDataLoss);
+    EXPECT_EQ(pub.VerifyEcdsaDigest({}, *raw).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(pub.VerifyEcdsaDigest(Bytes(65, 1), *raw).code(), StatusCode::kInvalidArgument);
+  }
+  auto ed = PrivateKey::Generate(SignatureAlgorithm::kEd25519);
+  ASSERT_TRUE(ed.ok());
+  EXPECT_EQ(ed->public_key().VerifyEcdsaDigest(Bytes(32, 1), Bytes(64, 1)).code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(SignatureTest, PublicKeyCopiesShareTheKey) {

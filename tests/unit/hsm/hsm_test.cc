@@ -24,6 +24,8 @@
 
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
+#include "crypto/jwk.h"
+#include "crypto/signature.h"
 #include "hsm/ckr.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/support/temp_dir.h"
@@ -698,6 +700,31 @@ TEST_F(HsmTest, Es256SignatureVerifiesWithOpenSsl) {
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 2u);
   EXPECT_EQ(hsm->FindSigningKey("lockbox/audit/v1").status().code(), StatusCode::kNotFound);
+}
+
+// SignDigest signs the digest as given (a hash the caller chose): OpenSSL verifies it over that
+// digest, not over another; Ed25519 keys and out-of-range digests are refused.
+TEST_F(HsmTest, EcdsaSignDigestVerifiesWithOpenSsl) {
+  auto hsm = OpenOrDie();
+  ASSERT_NE(hsm, nullptr);
+  auto key = hsm->GenerateSigningKey(SigningAlgorithm::kEcdsaP256Sha256, "lockbox/transit/d");
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  auto jwk = hsm->PublicJwk(*key);
+  ASSERT_TRUE(jwk.ok());
+  auto public_key = crypto::PublicKeyFromJwk(*jwk);
+  ASSERT_TRUE(public_key.ok()) << public_key.status().ToString();
+  const auto digest = crypto::Digest(crypto::HashAlgorithm::kSha512, Bytes("message"));
+  auto sig = hsm->SignDigest(*key, digest);
+  ASSERT_TRUE(sig.ok()) << sig.status().ToString();
+  EXPECT_TRUE(public_key->VerifyEcdsaDigest(digest, *sig).ok());
+  const auto other = crypto::Digest(crypto::HashAlgorithm::kSha384, Bytes("message"));
+  EXPECT_EQ(public_key->VerifyEcdsaDigest(other, *sig).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(hsm->SignDigest(*key, {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(hsm->SignDigest(*key, std::vector<std::uint8_t>(65, 1)).status().code(),
+            StatusCode::kInvalidArgument);
+  hsm::SigningKey as_ed25519 = *key;
+  as_ed25519.algorithm = SigningAlgorithm::kEd25519;
+  EXPECT_EQ(hsm->SignDigest(as_ed25519, digest).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(HsmTest, Ed25519SignatureVerifiesWithOpenSsl) {

@@ -69,6 +69,11 @@ class CountingHsm : public hsm::Hsm {
     if (down) return Down();
     return inner_.Sign(k, m);
   }
+  StatusOr<std::vector<std::uint8_t>> SignDigest(const hsm::SigningKey& k,
+                                                 std::span<const std::uint8_t> d) override {
+    if (down) return Down();
+    return inner_.SignDigest(k, d);
+  }
   StatusOr<nlohmann::json> PublicJwk(const hsm::SigningKey& k) override {
     if (down) return Down();
     return inner_.PublicJwk(k);
