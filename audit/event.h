@@ -45,6 +45,15 @@ std::string FormatTime(std::chrono::system_clock::time_point t);
 nlohmann::json EventToJson(const Event& event);
 // JCS of EventToJson. INVALID_ARGUMENT if a field cannot be encoded (e.g. nested details).
 StatusOr<std::string> CanonicalEvent(const Event& event);
+// CanonicalEvent in two steps, so that the log can encode an event before its turn and only add
+// what it assigns at append time: "seq" and "time" are always the last two members in JCS order.
+// The head is the canonical text up to them ("{...,"), whatever `event.seq` and `event.time`
+// hold; INVALID_ARGUMENT as CanonicalEvent for the other fields.
+StatusOr<std::string> CanonicalEventHead(const Event& event);
+// head + "seq" and "time" + "}": CanonicalEvent of the event with that seq and time.
+// INVALID_ARGUMENT if seq is beyond 2^53 or time is not FormatTime's shape.
+StatusOr<std::string> CompleteCanonicalEvent(std::string head, std::uint64_t seq,
+                                             std::string_view time);
 // Parses an event's canonical text; INVALID_ARGUMENT unless it is exactly canonical and complete.
 StatusOr<Event> ParseCanonicalEvent(std::string_view text);
 

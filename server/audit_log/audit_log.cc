@@ -113,7 +113,7 @@ struct AuditLog::Impl {
   // Records waiting for their unit of work (RecordAsync): the first one in submits the unit,
   // which takes every record queued by the time it runs.
   struct PendingRecord {
-    audit::Event event;
+    std::string head;  // audit::CanonicalEventHead, encoded by the caller's thread
     std::function<void(Status)> done;
     Status appended;  // Append()'s own result, once the unit has run
   };
@@ -131,6 +131,9 @@ struct AuditLog::Impl {
   Status SetUpSigner();
   StatusOr<Head> ReadCommittedHead() const;
   Status Append(store::Transaction& tx, audit::Event event);
+  // Appends an event already encoded up to its seq and time (audit::CanonicalEventHead, with
+  // this log's log_id): the part that must wait for the event's turn.
+  Status AppendHead(store::Transaction& tx, std::string head);
   void RecordAsync(audit::Event event, std::function<void(Status)> done);
   std::vector<PendingRecord> TakePending();
   StatusOr<std::string> WriteCheckpoint(audit::CheckpointKind kind);
@@ -263,19 +266,26 @@ Status AuditLog::Impl::SetUpSigner() {
 Status AuditLog::Impl::Append(store::Transaction& tx, audit::Event event) {
   if (closed.load(std::memory_order_acquire)) return UnavailableError("audit log: closed");
   event.log_id = log_id;
-  event.time = audit::FormatTime(std::chrono::system_clock::now());
+  LOCKBOX_ASSIGN_OR_RETURN(std::string head, audit::CanonicalEventHead(event));
+  return AppendHead(tx, std::move(head));
+}
+
+Status AuditLog::Impl::AppendHead(store::Transaction& tx, std::string head) {
+  if (closed.load(std::memory_order_acquire)) return UnavailableError("audit log: closed");
+  const std::string time = audit::FormatTime(std::chrono::system_clock::now());
   std::unique_lock<std::mutex> lock(mu);
-  event.seq = seq + 1;
-  LOCKBOX_ASSIGN_OR_RETURN(std::string body, audit::CanonicalEvent(event));
+  const std::uint64_t event_seq = seq + 1;
+  LOCKBOX_ASSIGN_OR_RETURN(std::string body,
+                           audit::CompleteCanonicalEvent(std::move(head), event_seq, time));
   const audit::ChainHash next = audit::NextHash(hash, body);
   const std::int64_t pos = next_pos;
-  LOCKBOX_RETURN_IF_ERROR(tx.Execute(kInsertRecord, {pos, ToInt64(event.seq), std::string("event"),
+  LOCKBOX_RETURN_IF_ERROR(tx.Execute(kInsertRecord, {pos, ToInt64(event_seq), std::string("event"),
                                                      std::move(body), HashBlob(next)})
                               .status()
                               .WithContext("audit log: append"));
   const std::uint64_t previous_seq = seq;
   const audit::ChainHash previous_hash = hash;
-  seq = event.seq;
+  seq = event_seq;
   hash = next;
   next_pos = pos + 1;
   const bool wake = options.checkpoint_every_events > 0 &&
@@ -428,22 +438,27 @@ std::vector<AuditLog::Impl::PendingRecord> AuditLog::Impl::TakePending() {
 
 void AuditLog::Impl::RecordAsync(audit::Event event, std::function<void(Status)> done) {
   if (closed.load(std::memory_order_acquire)) return done(UnavailableError("audit log: closed"));
+  // Encoded here, on the caller's thread: the commit writer, whose time every queued record
+  // waits for, only adds seq and time. A record the encoding refuses fails alone, at once.
+  event.log_id = log_id;
+  StatusOr<std::string> head = audit::CanonicalEventHead(event);
+  if (!head.ok()) return done(head.status());
   bool first = false;
   {
     std::lock_guard<std::mutex> lock(pending_mu);
     first = pending.empty();
-    pending.push_back({std::move(event), std::move(done), Status::Ok()});
+    pending.push_back({std::move(head).value(), std::move(done), Status::Ok()});
   }
   if (!first) return;  // the unit already queued takes it
   // The unit takes the records queued by the time it runs; if it never runs (store closed),
-  // the completion takes them. A record Append() refuses (it then leaves the chain unchanged)
-  // fails alone; a batch that does not commit fails them all.
+  // the completion takes them. A record AppendHead() refuses (it then leaves the chain
+  // unchanged) fails alone; a batch that does not commit fails them all.
   auto taken = std::make_shared<std::optional<std::vector<PendingRecord>>>();
   store.CommitAsync(
       [this, taken](store::Transaction& tx) {
         *taken = TakePending();
         for (PendingRecord& record : **taken) {
-          record.appended = Append(tx, std::move(record.event));
+          record.appended = AppendHead(tx, std::move(record.head));
         }
         return Status::Ok();
       },

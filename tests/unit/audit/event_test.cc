@@ -4,6 +4,9 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
+
+#include "crypto/jcs.h"
 
 namespace lockbox::audit {
 namespace {
@@ -48,6 +51,50 @@ TEST(EventTest, CanonicalText) {
             R"({"actor":"role:app","log_id":"log-1","op":"keyring.decrypt","outcome":"ok",)"
             R"("path":"transit/keys/k1","remote_addr":"10.0.0.1","request_id":"req-7","seq":42,)"
             R"("time":"2026-11-27T21:01:25.000000001Z"})");
+}
+
+// The two-step encoding the log uses (head before the event's turn, seq and time at append) gives
+// the bytes of the JCS of the whole event, for every mix of optional members and odd strings.
+TEST(EventTest, HeadThenSeqAndTimeIsTheCanonicalEvent) {
+  std::vector<Event> events;
+  events.push_back(Sample());
+  Event full = Sample();
+  full.outcome = Outcome::kError;
+  full.reason = "quote \" backslash \\ tab \t \u00e9 \U0001F600";
+  full.hmacs = {{"token", "hmac-sha256:00"}, {"z\u00e9", "x"}, {"a\uffff", "y"}};
+  full.details = {{"version", 3}, {"cached", false}, {"ratio", 0.25}, {"\u00e9", "v"}};
+  full.seq = std::uint64_t{1} << 53;
+  events.push_back(full);
+  Event empty_strings = Sample();
+  empty_strings.actor = empty_strings.path = empty_strings.remote_addr = "";
+  empty_strings.seq = 0;
+  events.push_back(empty_strings);
+  for (const Event& e : events) {
+    auto expected = crypto::CanonicalizeJson(EventToJson(e));
+    ASSERT_TRUE(expected.ok());
+    auto head = CanonicalEventHead(e);
+    ASSERT_TRUE(head.ok()) << head.status().ToString();
+    Event other_turn = e;
+    other_turn.seq = 7;
+    other_turn.time = "2000-01-01T00:00:00.000000000Z";
+    EXPECT_EQ(*CanonicalEventHead(other_turn), *head);  // the head does not depend on the turn
+    auto whole = CompleteCanonicalEvent(*head, e.seq, e.time);
+    ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+    EXPECT_EQ(*whole, *expected);
+    EXPECT_EQ(*CanonicalEvent(e), *expected);
+  }
+  EXPECT_EQ(CompleteCanonicalEvent(*CanonicalEventHead(Sample()), (std::uint64_t{1} << 53) + 1,
+                                   Sample().time)
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(CompleteCanonicalEvent(*CanonicalEventHead(Sample()), 1, "2026-11-27T21:01:25Z")
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  Event nested = Sample();
+  nested.details = {{"nested", {{"a", 1}}}};
+  EXPECT_EQ(CanonicalEventHead(nested).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(EventTest, OptionalMembers) {
