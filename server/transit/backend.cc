@@ -1052,7 +1052,8 @@ StatusOr<SignatureFormat> ParseMarshaling(const json& data) {
 
 // What a signing key signs: Ed25519 the input itself; ECDSA a digest of it, by the hash the
 // request names (sha2-256 unless it says otherwise), or the input as given when it is
-// `prehashed`. Options this server cannot honour are refused, never ignored.
+// `prehashed`. Ed25519 has no hash to choose (a named one does not apply, as in Vault), and
+// refuses `prehashed` rather than sign a digest as if it were the message.
 class SignedBytes {
  public:
   static StatusOr<SignedBytes> Parse(const TransitKey& key, const json& data,
