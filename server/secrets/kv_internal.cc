@@ -74,10 +74,6 @@ StatusOr<nlohmann::json> ValueSealer::Open(std::string_view ciphertext,
                                            std::span<const std::uint8_t> context,
                                            const keyring::Caller& caller) const {
   LOCKBOX_ASSIGN_OR_RETURN(crypto::SecureBuffer text, OpenText(ciphertext, context, caller));
-  return ParseSealedValue(text);
-}
-
-StatusOr<nlohmann::json> ParseSealedValue(const crypto::SecureBuffer& text) {
   nlohmann::json value = nlohmann::json::parse(text.view(), nullptr, false);
   if (value.is_discarded()) return InternalError("stored secret is not valid JSON");
   return value;

@@ -54,7 +54,7 @@ class ValueSealer {
   StatusOr<crypto::SecureBuffer> OpenText(std::string_view ciphertext,
                                           std::span<const std::uint8_t> context,
                                           const keyring::Caller& caller) const;
-  // OpenText(), parsed.
+  // OpenText(), parsed; INTERNAL if it is not JSON.
   StatusOr<nlohmann::json> Open(std::string_view ciphertext, std::span<const std::uint8_t> context,
                                 const keyring::Caller& caller) const;
 
@@ -64,9 +64,6 @@ class ValueSealer {
   keyring::Keyring& keyring_;
   const std::string key_name_;
 };
-
-// A value OpenText() returned, parsed; INTERNAL if it is not JSON.
-StatusOr<nlohmann::json> ParseSealedValue(const crypto::SecureBuffer& text);
 
 // The message of a sealed value that does not authenticate.
 inline constexpr std::string_view kTamperedMessage = "stored secret failed authentication";

@@ -359,6 +359,10 @@ class KvV2Backend final : public KvBackendBase {
                                                const std::string& path, const StoredVersion& v);
   StatusOr<json> OpenValue(const logical::Request& request, const std::string& path,
                            const StoredVersion& v);
+  // `opened` as it is, after recording it in the audit log if it failed.
+  template <class Value>
+  StatusOr<Value> AuditedOpen(const logical::Request& request, const StoredVersion& v,
+                              StatusOr<Value> opened);
   // 404 with the version's metadata and no data (Vault's answer for a deleted or destroyed
   // version).
   static logical::Response GoneResponse(const StoredVersion& v);
@@ -511,36 +515,42 @@ StatusOr<std::shared_ptr<const StoredVersion>> KvV2Backend::FindVersion(const st
   return std::shared_ptr<const StoredVersion>(std::move(found));
 }
 
-StatusOr<crypto::SecureBuffer> KvV2Backend::OpenValueText(const logical::Request& request,
-                                                          const std::string& path,
-                                                          const StoredVersion& v) {
-  auto value =
-      sealer_.OpenText(v.ciphertext, VersionContext(uuid_, path, v.version), request.caller);
-  if (!value.ok()) {
+template <class Value>
+StatusOr<Value> KvV2Backend::AuditedOpen(const logical::Request& request, const StoredVersion& v,
+                                         StatusOr<Value> opened) {
+  if (!opened.ok()) {
     audit::Event event = RequestEvent("kv.read", request);
     event.details["version"] = v.version;
     event.outcome = audit::Outcome::kError;
-    event.reason = value.status().message();
+    event.reason = opened.status().message();
     LOCKBOX_RETURN_IF_ERROR(RecordRead(events_, std::move(event)));
   }
-  return value;
+  return opened;
+}
+
+StatusOr<crypto::SecureBuffer> KvV2Backend::OpenValueText(const logical::Request& request,
+                                                          const std::string& path,
+                                                          const StoredVersion& v) {
+  return AuditedOpen(
+      request, v,
+      sealer_.OpenText(v.ciphertext, VersionContext(uuid_, path, v.version), request.caller));
 }
 
 StatusOr<json> KvV2Backend::OpenValue(const logical::Request& request, const std::string& path,
                                       const StoredVersion& v) {
-  LOCKBOX_ASSIGN_OR_RETURN(crypto::SecureBuffer text, OpenValueText(request, path, v));
-  return ParseSealedValue(text);
+  return AuditedOpen(
+      request, v,
+      sealer_.Open(v.ciphertext, VersionContext(uuid_, path, v.version), request.caller));
 }
 
 namespace {
 // The envelope's data, {"data":…,"metadata":…}, written as the JSON text Dump() would make of it.
 std::string VersionAnswer(std::string_view value_text, const StoredVersion& v) {
-  std::string answer = R"({"data":)";
-  answer.reserve(answer.size() + value_text.size() + v.metadata_text.size() + 14);
-  answer += value_text;
-  answer += R"(,"metadata":)";
-  answer += v.metadata_text;
-  answer += '}';
+  constexpr std::string_view kOpen = R"({"data":)", kMiddle = R"(,"metadata":)", kClose = "}";
+  std::string answer;
+  answer.reserve(kOpen.size() + value_text.size() + kMiddle.size() + v.metadata_text.size() +
+                 kClose.size());
+  answer.append(kOpen).append(value_text).append(kMiddle).append(v.metadata_text).append(kClose);
   return answer;
 }
 }  // namespace

@@ -638,6 +638,11 @@ TEST_F(KvV2Test, ARowMovedToAnotherPathOrVersionFailsAuthentication) {
   ExpectStatus(Read("b", {{"version", 1}}).status(), StatusCode::kInternal,
                "stored secret failed authentication");
   EXPECT_EQ(ReadValue("b"), (json{{"owner", "b2"}}));  // untouched
+  // A PATCH must open the current value first: refused, and no version is added.
+  auto patch = Req(Operation::kPatch, "data/a", {{"data", {{"owner", "mallory"}}}});
+  patch.content_type = "application/merge-patch+json";
+  ExpectStatus(Err(patch), StatusCode::kInternal, "stored secret failed authentication");
+  EXPECT_EQ(Metadata("a").at("current_version"), 1);
   // Each failure is in the audit log as an error.
   int failures = 0;
   for (const auto& e : AuditEvents()) {
@@ -646,7 +651,7 @@ TEST_F(KvV2Test, ARowMovedToAnotherPathOrVersionFailsAuthentication) {
       EXPECT_EQ(e.reason, "stored secret failed authentication");
     }
   }
-  EXPECT_EQ(failures, 3);
+  EXPECT_EQ(failures, 4);
 }
 
 TEST_F(KvV2Test, AnotherMountCannotOpenThisMountsRows) {
