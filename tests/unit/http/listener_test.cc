@@ -489,6 +489,28 @@ TEST(ListenerHttpTest, PipelinedRequestsAreAnsweredInOrder) {
   }
 }
 
+// A request that arrives in pieces (however the server's reads split it) is parsed from what is
+// buffered and completed by further reads, then the next one on the connection too.
+TEST(ListenerHttpTest, RequestArrivingInPiecesIsAssembled) {
+  auto listener = StartOrDie(PlainOptions());
+  ASSERT_TRUE(listener);
+  RawClient client(listener->port());
+  const std::string request =
+      "POST /pieces HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789" + Get("/next");
+  // Cut in the request line, in the headers, and two bytes into the body.
+  std::size_t sent = 0;
+  for (const std::size_t cut :
+       {std::size_t{10}, std::size_t{40}, std::size_t{56}, request.size()}) {
+    ASSERT_TRUE(client.Send(std::string_view(request).substr(sent, cut - sent)));
+    sent = cut;
+  }
+  for (const char* expected : {"POST /pieces|0123456789", "GET /next|"}) {
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response) << expected;
+    EXPECT_EQ(response->body, expected);
+  }
+}
+
 TEST(ListenerHttpTest, ConnectionCloseIsHonoured) {
   auto listener = StartOrDie(PlainOptions());
   ASSERT_TRUE(listener);
