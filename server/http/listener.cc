@@ -194,26 +194,39 @@ HttpRequest ToHttpRequest(BeastRequest&& message, const std::string& remote_addr
   return request;
 }
 
-bhttp::response<bhttp::string_body> ToBeastResponse(HttpResponse&& response, unsigned version,
-                                                    bool head, bool keep_alive) {
-  bhttp::response<bhttp::string_body> message;
-  message.version(version);
-  message.result(static_cast<unsigned>(response.status));
+// The response as it goes on the wire. Written out here rather than by Beast's serializer, which
+// walks the message one small buffer per header piece (and allocates a node per field) before the
+// TLS stream copies them into one: the handler's headers are already checked (ValidateResponse),
+// so this is a concatenation. Framing is ours: Content-Length (but not for 204/304, and for HEAD
+// the length GET would send, without the body) and Connection, as Beast would write them.
+std::string SerializeResponse(HttpResponse&& response, unsigned version, bool head,
+                              bool keep_alive) {
+  const auto status = static_cast<unsigned>(response.status);
+  const bool has_body = status != 204 && status != 304;
+  std::size_t size = 96 + (head ? 0 : response.body.size());
+  for (const auto& [name, value] : response.headers) size += name.size() + value.size() + 4;
+  std::string wire;
+  wire.reserve(size);
+  wire += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  wire += std::to_string(status);
+  wire += ' ';
+  wire += bhttp::obsolete_reason(bhttp::int_to_status(status));
+  wire += "\r\n";
+  bool cache_control = false;
   for (const auto& [name, value] : response.headers) {
-    if (!IsFramingHeader(name)) message.insert(name, value);
+    if (IsFramingHeader(name)) continue;
+    cache_control = cache_control || AsciiIEquals(name, "cache-control");
+    wire.append(name).append(": ").append(value).append("\r\n");
   }
-  if (message.find(bhttp::field::cache_control) == message.end()) {
-    message.set(bhttp::field::cache_control, "no-store");
+  if (!cache_control) wire += "Cache-Control: no-store\r\n";
+  if (version == 10 && keep_alive) wire += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) wire += "Connection: close\r\n";
+  if (has_body) {
+    wire.append("Content-Length: ").append(std::to_string(response.body.size())).append("\r\n");
   }
-  message.keep_alive(keep_alive);
-  if (response.status == 204 || response.status == 304) return message;  // no body, no length
-  if (head) {
-    message.content_length(response.body.size());  // what GET would send; the body stays home
-  } else {
-    message.body() = std::move(response.body);
-    message.prepare_payload();
-  }
-  return message;
+  wire += "\r\n";
+  if (has_body && !head) wire += response.body;
+  return wire;
 }
 
 // The part of a connection that Stop() reaches from another thread, always through a post to the
@@ -456,9 +469,10 @@ asio::awaitable<error_code> Connection<Stream>::ReadRequest(beast::flat_buffer& 
 template <class Stream>
 asio::awaitable<error_code> Connection<Stream>::Write(HttpResponse response, unsigned version,
                                                       bool head, bool keep_alive) {
-  auto message = ToBeastResponse(std::move(response), version, head, keep_alive);
+  const std::string wire = SerializeResponse(std::move(response), version, head, keep_alive);
   error_code ec;
-  co_await bhttp::async_write(stream_, message, asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_write(stream_, asio::buffer(wire),
+                             asio::redirect_error(asio::use_awaitable, ec));
   co_return ec;
 }
 

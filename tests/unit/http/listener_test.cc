@@ -76,6 +76,7 @@ class TestCertificate {
 };
 
 struct RawResponse {
+  std::string status_line;
   int status = 0;
   std::map<std::string, std::string> headers;  // names lower-case
   std::string body;
@@ -131,6 +132,7 @@ class RawClient {
     std::size_t line_end = header_block.find("\r\n");
     const std::string_view status_line = header_block.substr(0, line_end);
     if (status_line.size() < 12) return std::nullopt;
+    response.status_line = std::string(status_line);
     response.status = std::stoi(std::string(status_line.substr(9, 3)));
     while (line_end != std::string_view::npos) {
       const std::size_t start = line_end + 2;
@@ -462,7 +464,8 @@ TEST(ListenerHttpTest, KeepAliveServesTwoRequestsOnOneConnection) {
   ASSERT_TRUE(client.Send(Get("/one", "X-Probe: Mixed-Case\r\n")));
   auto first = client.ReadResponse();
   ASSERT_TRUE(first);
-  EXPECT_EQ(first->status, 200);
+  EXPECT_EQ(first->status_line, "HTTP/1.1 200 OK");
+  EXPECT_EQ(first->header("connection"), "");  // keep-alive is HTTP/1.1's default
   EXPECT_EQ(first->body, "GET /one|");
   EXPECT_EQ(first->header("x-probe-seen"), "Mixed-Case");  // looked up by lower-case name
   EXPECT_EQ(first->header("x-remote"), "127.0.0.1");
@@ -528,6 +531,23 @@ TEST(ListenerHttpTest, ConnectionCloseIsHonoured) {
   ASSERT_TRUE(old_response);
   EXPECT_EQ(old_response->body, "GET /old|");
   EXPECT_TRUE(old.WaitClosed(kClientTimeout));
+}
+
+TEST(ListenerHttpTest, Http10KeepAliveIsAnsweredInKind) {
+  auto listener = StartOrDie(PlainOptions());
+  ASSERT_TRUE(listener);
+  RawClient client(listener->port());
+  for (const char* target : {"/one", "/two"}) {
+    ASSERT_TRUE(
+        client.Send("GET " + std::string(target) + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response) << target;
+    EXPECT_EQ(response->status_line, "HTTP/1.0 200 OK");
+    EXPECT_EQ(Lower(response->header("connection")), "keep-alive");
+    EXPECT_EQ(response->header("content-length"), std::to_string(response->body.size()));
+    EXPECT_EQ(response->body, "GET " + std::string(target) + "|");
+  }
+  EXPECT_EQ(listener->stats().connections_accepted, 1u);
 }
 
 TEST(ListenerHttpTest, ArbitraryMethodTokens) {
