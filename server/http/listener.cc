@@ -378,7 +378,8 @@ class Connection final : public ConnectionBase {
   asio::awaitable<void> Run();
 
  private:
-  // Reads one request (headers, then body, sending 100 Continue when the client waits for it).
+  // Reads the rest of a request ParseBuffered() could not complete (headers, then body, sending
+  // 100 Continue when the client waits for it).
   asio::awaitable<error_code> ReadRequest(beast::flat_buffer& buffer, RequestParser& parser);
   asio::awaitable<error_code> Write(HttpResponse response, unsigned version, bool head,
                                     bool keep_alive);
@@ -412,12 +413,15 @@ asio::awaitable<void> Connection<Stream>::Run() {
       buffer.commit(n);
     }
     idle_ = false;
-    if (!first) tcp().expires_after(options.read_timeout);
 
     RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
     parser.body_limit(std::uint64_t{options.max_body_bytes});
-    ec = co_await ReadRequest(buffer, parser);
+    ec = ParseBuffered(buffer, parser);
+    if (ec == bhttp::error::need_more) {
+      if (!first) tcp().expires_after(options.read_timeout);  // the first has had its since accept
+      ec = co_await ReadRequest(buffer, parser);
+    }
     if (ec) {
       if (const int status = StatusForReadError(ec); status != 0) {
         if (!co_await Write(JsonErrorResponse(status, ErrorMessage(status)), 11, false, false)) {
@@ -432,7 +436,8 @@ asio::awaitable<void> Connection<Stream>::Run() {
     const bool client_keep_alive = message.keep_alive();
     HttpRequest request = ToHttpRequest(parser.release(), remote_addr_, kTls);
     const bool head = request.method == "HEAD";
-    tcp().expires_never();
+    // No deadline while the handler works: nothing is pending on the stream until the write,
+    // which sets its own.
     HttpResponse response = co_await listener_.Dispatch(request);
     const bool keep_alive = client_keep_alive && !listener_.stopping();
     tcp().expires_after(options.read_timeout);
@@ -447,9 +452,7 @@ asio::awaitable<void> Connection<Stream>::Run() {
 template <class Stream>
 asio::awaitable<error_code> Connection<Stream>::ReadRequest(beast::flat_buffer& buffer,
                                                             RequestParser& parser) {
-  error_code ec = ParseBuffered(buffer, parser);
-  if (ec != bhttp::error::need_more) co_return ec;
-  ec = {};
+  error_code ec;
   co_await bhttp::async_read_header(stream_, buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));
   if (ec || parser.is_done()) co_return ec;
