@@ -85,8 +85,15 @@ std::string FormatTime(std::chrono::system_clock::time_point t) {
 
 namespace {
 
-// EventToJson without "seq" and "time".
-json EventToJsonHead(const Event& event) {
+json HmacsObject(const Event& event) {
+  json hmacs = json::object();
+  for (const auto& [field, value] : event.hmacs) hmacs[field] = value;
+  return hmacs;
+}
+
+}  // namespace
+
+json EventToJson(const Event& event) {
   json j = json::object();
   j["log_id"] = event.log_id;
   j["request_id"] = event.request_id;
@@ -96,19 +103,8 @@ json EventToJsonHead(const Event& event) {
   j["outcome"] = std::string(OutcomeName(event.outcome));
   if (!event.reason.empty()) j["reason"] = event.reason;
   j["remote_addr"] = event.remote_addr;
-  if (!event.hmacs.empty()) {
-    json hmacs = json::object();
-    for (const auto& [name, value] : event.hmacs) hmacs[name] = value;
-    j["hmacs"] = std::move(hmacs);
-  }
+  if (!event.hmacs.empty()) j["hmacs"] = HmacsObject(event);
   if (!event.details.is_null() && !event.details.empty()) j["details"] = event.details;
-  return j;
-}
-
-}  // namespace
-
-json EventToJson(const Event& event) {
-  json j = EventToJsonHead(event);
   j["seq"] = event.seq;
   j["time"] = event.time;
   return j;
@@ -116,9 +112,45 @@ json EventToJson(const Event& event) {
 
 StatusOr<std::string> CanonicalEventHead(const Event& event) {
   LOCKBOX_RETURN_IF_ERROR(CheckDetails(event.details));
-  LOCKBOX_ASSIGN_OR_RETURN(std::string head, crypto::CanonicalizeJson(EventToJsonHead(event)));
-  // Every member sorts before "seq" ("actor" … "request_id"), and there is always at least one.
-  head.back() = ',';
+  // Written member by member in JCS order rather than built as a json tree and canonicalised:
+  // that was most of the encoding cost of every audited request. The top-level names are ASCII,
+  // so their byte order is their UTF-16 order; the nested objects go through CanonicalizeJson.
+  // Every member sorts before "seq" ("actor" … "request_id").
+  std::string head;
+  head.reserve(192 + event.actor.size() + event.log_id.size() + event.op.size() +
+               event.path.size() + event.reason.size() + event.remote_addr.size() +
+               event.request_id.size());
+  head += '{';
+  const auto name = [&head](std::string_view member) {
+    head += '"';
+    head += member;
+    head += "\":";
+  };
+  const auto string_member = [&](std::string_view member, std::string_view value) -> Status {
+    name(member);
+    LOCKBOX_RETURN_IF_ERROR(crypto::AppendJcsString(value, head));
+    head += ',';
+    return Status::Ok();
+  };
+  const auto object_member = [&](std::string_view member, const json& value) -> Status {
+    name(member);
+    LOCKBOX_ASSIGN_OR_RETURN(std::string text, crypto::CanonicalizeJson(value));
+    head += text;
+    head += ',';
+    return Status::Ok();
+  };
+  LOCKBOX_RETURN_IF_ERROR(string_member("actor", event.actor));
+  if (!event.details.is_null() && !event.details.empty()) {
+    LOCKBOX_RETURN_IF_ERROR(object_member("details", event.details));
+  }
+  if (!event.hmacs.empty()) LOCKBOX_RETURN_IF_ERROR(object_member("hmacs", HmacsObject(event)));
+  LOCKBOX_RETURN_IF_ERROR(string_member("log_id", event.log_id));
+  LOCKBOX_RETURN_IF_ERROR(string_member("op", event.op));
+  LOCKBOX_RETURN_IF_ERROR(string_member("outcome", OutcomeName(event.outcome)));
+  LOCKBOX_RETURN_IF_ERROR(string_member("path", event.path));
+  if (!event.reason.empty()) LOCKBOX_RETURN_IF_ERROR(string_member("reason", event.reason));
+  LOCKBOX_RETURN_IF_ERROR(string_member("remote_addr", event.remote_addr));
+  LOCKBOX_RETURN_IF_ERROR(string_member("request_id", event.request_id));
   return head;
 }
 

@@ -557,6 +557,12 @@ Status AppendJcsNumber(double value, std::string& out) {
   return Status::Ok();
 }
 
+Status AppendJcsString(std::string_view s, std::string& out) {
+  LOCKBOX_RETURN_IF_ERROR(ValidateUtf8(s));
+  AppendString(s, out);
+  return Status::Ok();
+}
+
 bool IsCanonicalJson(std::string_view text, std::vector<JcsMember>* members) {
   if (members != nullptr) members->clear();
   CanonicalChecker checker(text);

@@ -45,6 +45,10 @@ StatusOr<std::string> SerializeJcsNumber(double value);
 // Appends SerializeJcsNumber(value) to `out` without a temporary string.
 Status AppendJcsNumber(double value, std::string& out);
 
+// Appends `s` as a canonical string literal, quotes included; INVALID_ARGUMENT, and nothing
+// appended, if `s` is not valid UTF-8.
+Status AppendJcsString(std::string_view s, std::string& out);
+
 // One member of a JSON object as it is written in canonical text.
 struct JcsMember {
   std::string_view name;   // the name between its quotes, escapes as written

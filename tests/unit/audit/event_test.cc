@@ -95,6 +95,12 @@ TEST(EventTest, HeadThenSeqAndTimeIsTheCanonicalEvent) {
   Event nested = Sample();
   nested.details = {{"nested", {{"a", 1}}}};
   EXPECT_EQ(CanonicalEventHead(nested).status().code(), StatusCode::kInvalidArgument);
+  for (std::string Event::*member :
+       {&Event::actor, &Event::path, &Event::reason, &Event::remote_addr, &Event::request_id}) {
+    Event invalid = Sample();
+    invalid.*member = "bad \xC3\x28 utf-8";  // a lead byte without its continuation
+    EXPECT_EQ(CanonicalEventHead(invalid).status().code(), StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(EventTest, OptionalMembers) {

@@ -148,6 +148,21 @@ TEST(JcsTest, StringEscapes) {
   EXPECT_EQ(Canon(R"({"\u000b":1})"), "{\"\\u000b\":1}");
 }
 
+TEST(JcsTest, AppendJcsStringMatchesCanonicalizeAndRefusesInvalidUtf8) {
+  for (const std::string& value :
+       {std::string(""), std::string("plain"), std::string("\b\f\n\r\t\"\\/ \x01\x1f\x7f"),
+        std::string("\xC3\xA9 \xF0\x9F\x98\x80"), std::string(1, '\0')}) {
+    std::string out = "prefix";
+    ASSERT_TRUE(AppendJcsString(value, out).ok());
+    EXPECT_EQ(out, "prefix" + *CanonicalizeJson(nlohmann::json(value)));
+  }
+  std::string out = "prefix";
+  EXPECT_EQ(AppendJcsString("\xC3\x28", out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(AppendJcsString("\xED\xA0\x80", out).code(),
+            StatusCode::kInvalidArgument);  // surrogate
+  EXPECT_EQ(out, "prefix");
+}
+
 TEST(JcsTest, WhitespaceAndMemberOrderDoNotMatter) {
   EXPECT_EQ(Canon("{ \"b\" : 1 ,\n\t\"a\" : [ 1 , 2 ] }"), Canon(R"({"a":[1,2],"b":1})"));
 }
