@@ -51,8 +51,16 @@ using tcp = asio::ip::tcp;
 using beast::error_code;
 using BeastRequest = bhttp::request<bhttp::string_body>;
 using RequestParser = bhttp::request_parser<bhttp::string_body>;
-using PlainStream = beast::tcp_stream;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+// Everything runs on io_context executors, named as such: the type-erased any_io_executor that
+// Asio and Beast default to costs a copy and a virtual call at every operation.
+using Executor = asio::io_context::executor_type;
+template <class T>
+using Awaitable = asio::awaitable<T, Executor>;
+constexpr asio::use_awaitable_t<Executor> kAwait;
+using Socket = tcp::socket::rebind_executor<Executor>::other;
+using TcpStream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
+using PlainStream = TcpStream;
+using TlsStream = beast::ssl_stream<TcpStream>;
 
 // Bytes asked of the socket per read; the read buffer holds a header plus one such read.
 constexpr std::size_t kReadChunk = 16 * 1024;
@@ -234,8 +242,8 @@ std::string SerializeResponse(HttpResponse&& response, unsigned version, bool he
 class ConnectionBase {
  public:
   virtual ~ConnectionBase() = default;
-  virtual beast::tcp_stream& tcp() = 0;
-  asio::any_io_executor executor() { return tcp().get_executor(); }
+  virtual TcpStream& tcp() = 0;
+  Executor executor() { return tcp().get_executor(); }
 
   // On the connection's I/O thread.
   void CloseIfIdle() {
@@ -321,11 +329,11 @@ class ListenerImpl final : public Listener {
   const ListenerOptions& options() const { return options_; }
   bool stopping() const { return stopping_.load(); }
   // Rate limits, then the handler; resumes on the caller's I/O thread.
-  asio::awaitable<HttpResponse> Dispatch(HttpRequest& request);
+  Awaitable<HttpResponse> Dispatch(HttpRequest& request);
 
  private:
-  asio::awaitable<void> AcceptLoop();
-  void Accept(tcp::socket socket);
+  Awaitable<void> AcceptLoop();
+  void Accept(Socket socket);
   template <class Stream, class... StreamArgs>
   void Launch(std::string remote_addr, StreamArgs&&... stream_args);
   void Unregister(ConnectionBase* connection);
@@ -372,19 +380,18 @@ class Connection final : public ConnectionBase {
         remote_addr_(std::move(remote_addr)),
         stream_(std::forward<StreamArgs>(stream_args)...) {}
 
-  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream_); }
+  TcpStream& tcp() override { return beast::get_lowest_layer(stream_); }
 
   // The connection's life: handshake, then requests until close, error, timeout or Stop().
-  asio::awaitable<void> Run();
+  Awaitable<void> Run();
 
  private:
   // Reads the rest of a request ParseBuffered() could not complete (headers, then body, sending
   // 100 Continue when the client waits for it).
-  asio::awaitable<error_code> ReadRequest(beast::flat_buffer& buffer, RequestParser& parser);
-  asio::awaitable<error_code> Write(HttpResponse response, unsigned version, bool head,
-                                    bool keep_alive);
+  Awaitable<error_code> ReadRequest(beast::flat_buffer& buffer, RequestParser& parser);
+  Awaitable<error_code> Write(HttpResponse response, unsigned version, bool head, bool keep_alive);
   // TLS close_notify, our FIN, then drain what the client still sends (bounded) and close.
-  asio::awaitable<void> CloseGracefully();
+  Awaitable<void> CloseGracefully();
 
   ListenerImpl& listener_;
   const std::string remote_addr_;
@@ -392,13 +399,12 @@ class Connection final : public ConnectionBase {
 };
 
 template <class Stream>
-asio::awaitable<void> Connection<Stream>::Run() {
+Awaitable<void> Connection<Stream>::Run() {
   const ListenerOptions& options = listener_.options();
   error_code ec;
   tcp().expires_after(options.read_timeout);
   if constexpr (kTls) {
-    co_await stream_.async_handshake(ssl::stream_base::server,
-                                     asio::redirect_error(asio::use_awaitable, ec));
+    co_await stream_.async_handshake(ssl::stream_base::server, asio::redirect_error(kAwait, ec));
     if (ec) co_return;
   }
   beast::flat_buffer buffer(options.max_header_bytes + kReadChunk);
@@ -407,8 +413,8 @@ asio::awaitable<void> Connection<Stream>::Run() {
       idle_ = true;
       if (listener_.stopping()) co_return;
       if (!first) tcp().expires_after(options.idle_timeout);
-      const std::size_t n = co_await stream_.async_read_some(
-          buffer.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
+      const std::size_t n = co_await stream_.async_read_some(buffer.prepare(kReadChunk),
+                                                             asio::redirect_error(kAwait, ec));
       if (ec) co_return;
       buffer.commit(n);
     }
@@ -450,48 +456,44 @@ asio::awaitable<void> Connection<Stream>::Run() {
 }
 
 template <class Stream>
-asio::awaitable<error_code> Connection<Stream>::ReadRequest(beast::flat_buffer& buffer,
-                                                            RequestParser& parser) {
+Awaitable<error_code> Connection<Stream>::ReadRequest(beast::flat_buffer& buffer,
+                                                      RequestParser& parser) {
   error_code ec;
-  co_await bhttp::async_read_header(stream_, buffer, parser,
-                                    asio::redirect_error(asio::use_awaitable, ec));
+  co_await bhttp::async_read_header(stream_, buffer, parser, asio::redirect_error(kAwait, ec));
   if (ec || parser.is_done()) co_return ec;
   const BeastRequest& message = parser.get();
   if (auto expect = message.find(bhttp::field::expect);
       message.version() == 11 && expect != message.end() &&
       AsciiIEquals(expect->value(), "100-continue")) {
     bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, 11};
-    co_await bhttp::async_write(stream_, proceed, asio::redirect_error(asio::use_awaitable, ec));
+    co_await bhttp::async_write(stream_, proceed, asio::redirect_error(kAwait, ec));
     if (ec) co_return ec;
   }
-  co_await bhttp::async_read(stream_, buffer, parser,
-                             asio::redirect_error(asio::use_awaitable, ec));
+  co_await bhttp::async_read(stream_, buffer, parser, asio::redirect_error(kAwait, ec));
   co_return ec;
 }
 
 template <class Stream>
-asio::awaitable<error_code> Connection<Stream>::Write(HttpResponse response, unsigned version,
-                                                      bool head, bool keep_alive) {
+Awaitable<error_code> Connection<Stream>::Write(HttpResponse response, unsigned version, bool head,
+                                                bool keep_alive) {
   const std::string wire = SerializeResponse(std::move(response), version, head, keep_alive);
   error_code ec;
-  co_await asio::async_write(stream_, asio::buffer(wire),
-                             asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_write(stream_, asio::buffer(wire), asio::redirect_error(kAwait, ec));
   co_return ec;
 }
 
 template <class Stream>
-asio::awaitable<void> Connection<Stream>::CloseGracefully() {
+Awaitable<void> Connection<Stream>::CloseGracefully() {
   error_code ec;
   tcp().expires_after(kLingerTimeout);
   if constexpr (kTls) {
-    co_await stream_.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+    co_await stream_.async_shutdown(asio::redirect_error(kAwait, ec));
   }
   tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
   std::array<char, 4096> sink;
   for (std::size_t drained = 0; drained < kLingerMaxBytes;) {
     ec = {};
-    drained += co_await tcp().async_read_some(asio::buffer(sink),
-                                              asio::redirect_error(asio::use_awaitable, ec));
+    drained += co_await tcp().async_read_some(asio::buffer(sink), asio::redirect_error(kAwait, ec));
     if (ec) break;
   }
   tcp().close();
@@ -548,24 +550,23 @@ std::vector<std::unique_ptr<asio::io_context>> ListenerImpl::MakeIoContexts(unsi
   return contexts;
 }
 
-asio::awaitable<void> ListenerImpl::AcceptLoop() {
+Awaitable<void> ListenerImpl::AcceptLoop() {
   for (;;) {
     error_code ec;
     asio::io_context& io = *io_[next_io_];
     next_io_ = (next_io_ + 1) % io_.size();
-    tcp::socket socket =
-        co_await acceptor_.async_accept(io, asio::redirect_error(asio::use_awaitable, ec));
+    auto socket = co_await acceptor_.async_accept(io, asio::redirect_error(kAwait, ec));
     if (stopping_ || !acceptor_.is_open()) co_return;
     if (ec) {
       asio::steady_timer backoff(*io_.front(), kAcceptBackoff);
-      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await backoff.async_wait(asio::redirect_error(kAwait, ec));
       continue;
     }
     Accept(std::move(socket));
   }
 }
 
-void ListenerImpl::Accept(tcp::socket socket) {
+void ListenerImpl::Accept(Socket socket) {
   error_code ec;
   const tcp::endpoint peer = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
@@ -601,7 +602,7 @@ void ListenerImpl::Unregister(ConnectionBase* connection) {
   if (connections_.empty()) drained_.notify_all();
 }
 
-asio::awaitable<HttpResponse> ListenerImpl::Dispatch(HttpRequest& request) {
+Awaitable<HttpResponse> ListenerImpl::Dispatch(HttpRequest& request) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   if (const RateLimitDecision decision = limiter_.Admit(request); !decision.allowed) {
     rate_limited_.fetch_add(1, std::memory_order_relaxed);
@@ -611,7 +612,8 @@ asio::awaitable<HttpResponse> ListenerImpl::Dispatch(HttpRequest& request) {
   }
   // The coroutine waits for the handler's Respond, which resumes it on the connection's thread
   // from whichever thread answers.
-  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>, void(HttpResponse)>(
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<Executor>,
+                                          void(HttpResponse)>(
       [this, &request](auto resume) {
         auto slot = std::make_shared<ResponseSlot<decltype(resume)>>(std::move(resume));
         const Respond respond = [slot](HttpResponse response) {
@@ -623,7 +625,7 @@ asio::awaitable<HttpResponse> ListenerImpl::Dispatch(HttpRequest& request) {
           respond(JsonErrorResponse(500, "internal error"));  // ignored if it already responded
         }
       },
-      asio::use_awaitable);
+      kAwait);
 }
 
 ListenerStats ListenerImpl::stats() const {
