@@ -297,9 +297,11 @@ void CoreImpl::Handle(http::HttpRequest& request, http::Respond respond) {
 }
 
 bool CoreImpl::TryHandleWithoutBlocking(http::HttpRequest& request, http::Respond& respond) {
-  // Only reads are attempted: they change nothing before their first blocking call (see
-  // server/blocking/would_block.h), so a refused attempt can simply be run again.
-  if (request.method != "GET" && request.method != "HEAD" && request.method != "LIST") {
+  // Reads are attempted: they change nothing before their first blocking call (see
+  // server/blocking/would_block.h), so a refused attempt can simply be run again. So are the
+  // POSTs and PUTs that the mount's backend says are such uses (Dispatch refuses the others).
+  if (request.method != "GET" && request.method != "HEAD" && request.method != "LIST" &&
+      request.method != "POST" && request.method != "PUT") {
     return false;
   }
   const auto start = std::chrono::steady_clock::now();
@@ -386,6 +388,10 @@ CoreImpl::Reply CoreImpl::Dispatch(http::HttpRequest& http, const std::string& r
     return Finish(request, "http.request", std::move(response), "", false);
   }
   WireRequest& wire = std::get<WireRequest>(parsed);
+  if (wire.operation != Operation::kRead && wire.operation != Operation::kList &&
+      !IsAttemptableUse(wire.path) && blocking::RefuseToBlock()) {
+    return Reply{};  // refused before anything happened: the request runs again where it may block
+  }
   request.operation = wire.operation;
   request.path = std::move(wire.path);
   request.data = std::move(wire.data);
@@ -402,6 +408,14 @@ CoreImpl::Reply CoreImpl::Dispatch(http::HttpRequest& http, const std::string& r
                   RenderErrors(503, {"Vault is sealed"}, request_id), "", false);
   }
   return Serve(request, route);
+}
+
+bool CoreImpl::IsAttemptableUse(const std::string& path) const {
+  const std::shared_ptr<const Mount> mount = mounts_.Route(path);
+  if (mount == nullptr || SysBackend::IsStatusEndpoint(path)) return false;
+  const std::string& mount_point = mount->record.entry.path;
+  return mount->backend->IsAttemptableUse(
+      std::string_view(path).substr(std::min(path.size(), mount_point.size())));
 }
 
 CoreImpl::Reply CoreImpl::HandleStatusEndpoint(logical::Request& request, bool head,

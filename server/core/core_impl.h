@@ -35,7 +35,8 @@ class CoreImpl {
   // the audit pipeline's thread.
   void Handle(http::HttpRequest& request, http::Respond respond);
   // The same without blocking, for an I/O thread: false (and nothing sent, `respond` untouched)
-  // if the request is not a read or would have had to block.
+  // if the request is neither a read nor an attemptable use (logical::Backend::IsAttemptableUse),
+  // or would have had to block.
   bool TryHandleWithoutBlocking(http::HttpRequest& request, http::Respond& respond);
   StatusOr<Core::InitResult> Initialize(int secret_shares, int secret_threshold,
                                         std::optional<std::string> root_token_id,
@@ -78,6 +79,8 @@ class CoreImpl {
   void Deliver(Reply reply, std::string route, std::chrono::steady_clock::time_point start,
                std::string request_id, http::Respond respond);
   Reply Dispatch(http::HttpRequest& http, const std::string& request_id, std::string& route);
+  // Whether a POST/PUT to `path` (API path, no "v1/") may be attempted without blocking.
+  bool IsAttemptableUse(const std::string& path) const;
   Reply HandleStatusEndpoint(logical::Request& request, bool head, std::string& route);
   Reply Serve(logical::Request& request, std::string& route);
   // The rendered answer with the event recording the outcome of `request` (none if `audited`).

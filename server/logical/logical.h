@@ -127,6 +127,14 @@ class Backend {
     return std::optional<bool>{};
   }
 
+  // True if a POST/PUT to `relative_path` is a use that changes nothing, but idempotent caches,
+  // before its first blocking call (server/blocking/would_block.h), as every read: the router may
+  // then attempt it on a thread that must not block, as it does reads. Transit's encrypt, sign…
+  virtual bool IsAttemptableUse(std::string_view relative_path) const {
+    (void)relative_path;
+    return false;
+  }
+
   // Paths (relative to the mount) that need no token, e.g. AppRole's "login".
   virtual bool IsUnauthenticated(std::string_view relative_path) const {
     (void)relative_path;

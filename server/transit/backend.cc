@@ -7,6 +7,7 @@
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
+#include "server/blocking/would_block.h"
 #include "server/keyring/envelope.h"
 #include "server/logical/fields.h"
 #include "server/transit/key_store.h"
@@ -270,6 +271,15 @@ class TransitBackend final : public logical::Backend {
       return std::optional<bool>(keys_.Find(parts[1]) != nullptr);
     }
     return std::optional<bool>{};
+  }
+  bool IsAttemptableUse(std::string_view relative_path) const override {
+    const auto parts = Split(relative_path);
+    if (parts.empty()) return false;
+    // Uses of a key (or of none): the only state they change is their audit event, which the
+    // router records. An encrypt that would create its key refuses to block first (Encrypt).
+    static constexpr std::string_view kUses[] = {"encrypt", "decrypt", "rewrap", "datakey", "hmac",
+                                                 "sign",    "verify",  "random", "hash"};
+    return std::find(std::begin(kUses), std::end(kUses), parts[0]) != std::end(kUses);
   }
   Status Purge() override { return keys_.Purge(); }
 
@@ -898,7 +908,10 @@ StatusOr<Response> TransitBackend::Encrypt(const Request& request, std::string_v
     if (request.operation != Operation::kCreate) {
       return InvalidArgumentError("encryption key not found");
     }
-    // Upsert (reference §1.5 step 5): derived iff a context is given.
+    // Upsert (reference §1.5 step 5): derived iff a context is given. Creating takes the key
+    // store's admin lock, which is held across HSM calls: a thread that must not block goes no
+    // further (the request runs again where it may).
+    if (blocking::RefuseToBlock()) return blocking::WouldBlockError();
     LOCKBOX_RETURN_IF_ERROR(ValidateName(name));
     LOCKBOX_ASSIGN_OR_RETURN(KeyPolicy policy,
                              ParsePolicy(data, HasText(*items.items.front(), "context")));

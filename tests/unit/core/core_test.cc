@@ -178,9 +178,25 @@ TEST_F(CoreTest, ReadsAreAnsweredWithoutOffloadUnlessTheyWouldBlock) {
   EXPECT_EQ(AuditEvents().size(), events_before + 1);
   ASSERT_TRUE(LastEventFor("kv/slow/b").has_value());
   EXPECT_EQ(LastEventFor("kv/slow/b")->op, "fake.slow.read");  // the engine's, not the router's
-  // Writes are never attempted on the calling thread.
+  // Writes are refused before they reach the engine, and run once, by a worker.
+  const std::size_t requests_before = world_.requests.size();
   EXPECT_EQ(SendAsListener("PUT", "/v1/kv/data/c", root, offloaded).status, 204);
   EXPECT_EQ(offloaded, 2);
+  EXPECT_EQ(world_.requests.size(), requests_before + 1);
+  // A POST the engine calls a use is attempted like a read: answered here, or refused without
+  // effect and run again (one answer, one event) when it needs the store.
+  auto inline_use = SendAsListener("POST", "/v1/kv/use/d", root, offloaded);
+  EXPECT_EQ(inline_use.status, 200);
+  EXPECT_EQ(Json(inline_use)["data"], json({{"slow", false}}));
+  EXPECT_EQ(offloaded, 2);
+  ASSERT_TRUE(LastEventFor("kv/use/d").has_value());
+  EXPECT_EQ(LastEventFor("kv/use/d")->op, "fake.use");
+  const std::size_t events_before_use = AuditEvents().size();
+  auto slow_use = SendAsListener("POST", "/v1/kv/slowuse/e", root, offloaded);
+  EXPECT_EQ(slow_use.status, 200);
+  EXPECT_EQ(Json(slow_use)["data"], json({{"slow", true}}));
+  EXPECT_EQ(offloaded, 3);
+  EXPECT_EQ(AuditEvents().size(), events_before_use + 1);
 }
 
 TEST_F(CoreTest, InstrumentedHsmRefusesInsideANonBlockingScope) {

@@ -60,7 +60,9 @@ struct FakeWorld {
 };
 
 // A tiny engine: data/<key> (existence check, read, write, delete), LIST data/ (keys),
-// slow/<key> (a read that needs the store and carries its own event), sudo/* (root-protected),
+// slow/<key> (a read that needs the store and carries its own event), use/<key> and
+// slowuse/<key> (attemptable POSTs carrying their own event; slowuse needs the store), sudo/*
+// (root-protected),
 // login (unauthenticated), raw, error, warn.
 class FakeEngine : public logical::Backend {
  public:
@@ -96,12 +98,16 @@ class FakeEngine : public logical::Backend {
           return UnimplementedError("unsupported operation");
       }
     }
-    if (rel.starts_with("slow/") && request.operation == logical::Operation::kRead) {
-      LOCKBOX_RETURN_IF_ERROR(world_.store->Query("SELECT 1", {}).status());
-      response.data = nlohmann::json{{"slow", true}};
+    const bool use = rel.starts_with("use/") || rel.starts_with("slowuse/");
+    if ((rel.starts_with("slow/") && request.operation == logical::Operation::kRead) ||
+        (use && request.operation != logical::Operation::kRead)) {
+      if (!rel.starts_with("use/")) {
+        LOCKBOX_RETURN_IF_ERROR(world_.store->Query("SELECT 1", {}).status());
+      }
+      response.data = nlohmann::json{{"slow", !rel.starts_with("use/")}};
       // Like a real engine's read: the router records this event, then renders the answer.
       audit::Event event;
-      event.op = "fake.slow.read";
+      event.op = use ? "fake.use" : "fake.slow.read";
       event.path = request.path;
       event.request_id = request.request_id;
       event.actor = request.caller.actor;
@@ -133,6 +139,9 @@ class FakeEngine : public logical::Backend {
   }
   bool IsUnauthenticated(std::string_view relative_path) const override {
     return relative_path == "login";
+  }
+  bool IsAttemptableUse(std::string_view relative_path) const override {
+    return relative_path.starts_with("use/") || relative_path.starts_with("slowuse/");
   }
   bool IsSudo(std::string_view relative_path) const override {
     return relative_path.starts_with("sudo/");

@@ -9,6 +9,7 @@
 #include "crypto/jws.h"
 #include "crypto/signature.h"
 #include "server/audit_log/audit_log.h"
+#include "server/blocking/would_block.h"
 #include "server/transit/wire.h"
 #include "tests/support/flaky_store.h"
 #include "tests/support/recorded_answer.h"
@@ -967,6 +968,45 @@ TEST_F(TransitTest, WarmEncryptDecryptStayOutOfTheHsm) {
   }
   EXPECT_EQ(hsm_->wraps.load(), wraps);
   EXPECT_EQ(hsm_->unwraps.load(), unwraps);
+}
+
+// What the router attempts on an I/O thread (IsAttemptableUse): uses of a warm key complete
+// without a blocking call; an encrypt that would create its key refuses before changing anything.
+TEST_F(TransitTest, WarmUsesCompleteWithoutBlockingAndUpsertRefusesTo) {
+  CreateKey("k");
+  const std::string ct = Encrypt("k", "warm");  // fills the keyring's caches
+  Ok(DecryptCall("k", ct));
+  for (const char* use :
+       {"encrypt/k", "decrypt/k", "rewrap/k", "datakey/plaintext/k", "hmac/k", "hmac/k/sha2-512",
+        "sign/k", "verify/k", "random", "random/32", "hash", "hash/sha2-512"}) {
+    EXPECT_TRUE(backend_->IsAttemptableUse(use)) << use;
+  }
+  for (const char* change :
+       {"keys/k", "keys/k/rotate", "keys/k/config", "keys/k/trim", "restore", "restore/k",
+        "export/encryption-key/k", "backup/k", "", "encrypted/k"}) {
+    EXPECT_FALSE(backend_->IsAttemptableUse(change)) << change;
+  }
+  {
+    blocking::NonBlockingScope scope;
+    auto encrypted =
+        backend_->HandleRequest(Req(Operation::kUpdate, "encrypt/k", {{"plaintext", B64("x")}}));
+    EXPECT_TRUE(encrypted.ok()) << encrypted.status().ToString();
+    auto decrypted =
+        backend_->HandleRequest(Req(Operation::kUpdate, "decrypt/k", {{"ciphertext", ct}}));
+    ASSERT_TRUE(decrypted.ok()) << decrypted.status().ToString();
+    EXPECT_EQ(Unb64(decrypted->data->at("plaintext")), "warm");
+    EXPECT_FALSE(scope.blocked());
+  }
+  const int kek_generations = hsm_->kek_generations.load();
+  {
+    blocking::NonBlockingScope scope;
+    auto upsert =
+        backend_->HandleRequest(Req(Operation::kCreate, "encrypt/new", {{"plaintext", B64("x")}}));
+    EXPECT_EQ(upsert.status().code(), StatusCode::kUnavailable);
+    EXPECT_TRUE(scope.blocked());
+  }
+  EXPECT_EQ(hsm_->kek_generations.load(), kek_generations);  // refused before the key store
+  EXPECT_EQ(Err(Call(Operation::kRead, "keys/new"), 404), "");
 }
 
 TEST_F(TransitTest, AuditOutageFailsClosedWithoutResultsOrChanges) {
