@@ -7,11 +7,11 @@
 // whatever the attempt produced (answer, audit event, metrics) and runs the request again where
 // it may block. So an attempt must change nothing that a re-run would get wrong before its first
 // blocking call: in practice, only reads are attempted (they change state only through the store,
-// which refuses), and caches they fill are idempotent, plus the writes a backend declares to be
-// such uses (logical::Backend::IsAttemptableUse: transit's encrypt, decrypt, sign…). Waiting for a mutex is not detected: locks
-// that a read may take must not be held across blocking calls on its hot path (the one exception,
-// a key version's KEK lock held while the HSM unwraps that KEK, is taken only when a read also
-// misses the DEK cache).
+// which refuses, and the caches they fill are idempotent), and the writes a backend declares to be
+// such uses (logical::Backend::IsAttemptableUse: transit's encrypt, decrypt, sign…). Waiting for a
+// mutex is not detected: locks that an attempt may take must not be held across blocking calls on
+// its hot path (the one exception, a key version's KEK lock held while the HSM unwraps that KEK,
+// is taken only when a read or use also misses the DEK cache).
 // Thread safety: a scope belongs to the thread that made it; the innermost one is marked.
 #pragma once
 
