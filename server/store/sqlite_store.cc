@@ -543,9 +543,10 @@ void SqliteStore::WriterLoop() {
   // Group commit: the submitters of the last batch usually come straight back (a request thread
   // audits its next operation). Once a batch of several units is done, the writer waits a little
   // for them, so the next transaction carries them too instead of only those that queued during
-  // the last fsync: fewer, fuller transactions. Bounded: at most a quarter of the last batch's
-  // duration and kMaxGroupWait, never after a lone unit (no concurrency: no wait, no latency
-  // added), and it stops as soon as they are all back.
+  // the last fsync: fewer, fuller transactions. Bounded: at most an eighth of the last batch's
+  // duration (a quarter made audited KV reads ~6% slower: alternating runs, BENCHMARKS.md) and
+  // kMaxGroupWait, never after a lone unit (no concurrency: no wait, no latency added), and it
+  // stops as soon as they are all back.
   constexpr auto kMaxGroupWait = std::chrono::microseconds(2000);
   std::size_t gather_target = 0;  // queue length to wait for (0: do not wait)
   std::chrono::steady_clock::duration last_batch_time{};
@@ -557,7 +558,7 @@ void SqliteStore::WriterLoop() {
       if (queue_.empty()) break;  // stopping, and everything queued has been done
       if (gather_target > queue_.size() && !stopping_ && !queue_.front()->exclusive) {
         const auto wait =
-            std::min<std::chrono::steady_clock::duration>(kMaxGroupWait, last_batch_time / 4);
+            std::min<std::chrono::steady_clock::duration>(kMaxGroupWait, last_batch_time / 8);
         wake_at_ = gather_target;
         work_cv_.wait_until(lock, std::chrono::steady_clock::now() + wait,
                             [&] { return stopping_ || queue_.size() >= gather_target; });

@@ -6,7 +6,7 @@
 // each unit under its own savepoint (a failing unit rolls back alone; the others still commit),
 // commits, and only then wakes each caller with its own result. When Commit() returns OK the
 // unit's effects are on disk. Group commit: after a batch of several units the writer waits
-// briefly (at most a quarter of that batch's duration, at most 2 ms, never after a lone unit) for
+// briefly (at most an eighth of that batch's duration, at most 2 ms, never after a lone unit) for
 // its submitters to come back, so concurrent callers share fewer, fuller transactions. Reads use
 // separate reader connections and never block the writer. Thread safety: every method may be called
 // from any thread.
