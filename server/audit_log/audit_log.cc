@@ -264,8 +264,7 @@ Status AuditLog::Impl::SetUpSigner() {
 }
 
 Status AuditLog::Impl::Append(store::Transaction& tx, audit::Event event) {
-  if (closed.load(std::memory_order_acquire)) return UnavailableError("audit log: closed");
-  event.log_id = log_id;
+  event.log_id = log_id;  // AppendHead refuses if the log is closed
   LOCKBOX_ASSIGN_OR_RETURN(std::string head, audit::CanonicalEventHead(event));
   return AppendHead(tx, std::move(head));
 }

@@ -61,9 +61,8 @@ struct FakeWorld {
 
 // A tiny engine: data/<key> (existence check, read, write, delete), LIST data/ (keys),
 // slow/<key> (a read that needs the store and carries its own event), use/<key> and
-// slowuse/<key> (attemptable POSTs carrying their own event; slowuse needs the store), sudo/*
-// (root-protected),
-// login (unauthenticated), raw, error, warn.
+// slowuse/<key> (attemptable POSTs carrying their own event; slowuse needs the store),
+// sudo/* (root-protected), login (unauthenticated), raw, error, warn.
 class FakeEngine : public logical::Backend {
  public:
   FakeEngine(logical::MountEntry entry, FakeWorld& world)
@@ -99,12 +98,11 @@ class FakeEngine : public logical::Backend {
       }
     }
     const bool use = rel.starts_with("use/") || rel.starts_with("slowuse/");
-    if ((rel.starts_with("slow/") && request.operation == logical::Operation::kRead) ||
+    const bool slow = rel.starts_with("slow/") || rel.starts_with("slowuse/");
+    if ((slow && !use && request.operation == logical::Operation::kRead) ||
         (use && request.operation != logical::Operation::kRead)) {
-      if (!rel.starts_with("use/")) {
-        LOCKBOX_RETURN_IF_ERROR(world_.store->Query("SELECT 1", {}).status());
-      }
-      response.data = nlohmann::json{{"slow", !rel.starts_with("use/")}};
+      if (slow) LOCKBOX_RETURN_IF_ERROR(world_.store->Query("SELECT 1", {}).status());
+      response.data = nlohmann::json{{"slow", slow}};
       // Like a real engine's read: the router records this event, then renders the answer.
       audit::Event event;
       event.op = use ? "fake.use" : "fake.slow.read";
