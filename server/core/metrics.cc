@@ -29,6 +29,24 @@ void AppendSample(std::string& out, std::string_view name, std::string_view labe
   out.push_back('\n');
 }
 
+// The _bucket (cumulative, with le="+Inf"), _sum and _count lines of a histogram whose `counts`
+// are per bucket of `bounds` plus one past the last.
+void AppendHistogramSamples(std::string& out, std::string_view name, std::string_view labels,
+                            std::span<const double> bounds, std::span<const std::uint64_t> counts,
+                            double sum_seconds) {
+  const std::string bucket_name = std::string(name) + "_bucket";
+  const std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i <= bounds.size(); ++i) {
+    cumulative += counts[i];
+    const std::string le = i < bounds.size() ? FormatDouble(bounds[i]) : "+Inf";
+    AppendSample(out, bucket_name, prefix + "le=\"" + le + "\"", std::to_string(cumulative));
+  }
+  AppendSample(out, std::string(name) + "_sum", labels, FormatDouble(sum_seconds));
+  // The count is the buckets' total, so _count always equals the +Inf bucket.
+  AppendSample(out, std::string(name) + "_count", labels, std::to_string(cumulative));
+}
+
 }  // namespace
 
 std::span<const double> LatencyBuckets() { return kLatencyBuckets; }
@@ -50,18 +68,12 @@ void Histogram::Observe(std::chrono::nanoseconds duration) {
 
 void Histogram::AppendPrometheus(std::string& out, std::string_view name,
                                  std::string_view labels) const {
-  const std::string bucket_name = std::string(name) + "_bucket";
-  const std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i <= bounds_.size(); ++i) {
-    cumulative += buckets_[i].load(std::memory_order_relaxed);
-    const std::string le = i < bounds_.size() ? FormatDouble(bounds_[i]) : "+Inf";
-    AppendSample(out, bucket_name, prefix + "le=\"" + le + "\"", std::to_string(cumulative));
+  std::vector<std::uint64_t> counts(bounds_.size() + 1);
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    counts[i] = buckets_[i].load(std::memory_order_relaxed);
   }
-  const double sum = static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / 1e9;
-  AppendSample(out, std::string(name) + "_sum", labels, FormatDouble(sum));
-  // The count is the buckets' total read above, so _count always equals the +Inf bucket.
-  AppendSample(out, std::string(name) + "_count", labels, std::to_string(cumulative));
+  AppendHistogramSamples(out, name, labels, bounds_, counts,
+                         static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / 1e9);
 }
 
 std::string EscapeLabelValue(std::string_view value) {
@@ -142,6 +154,12 @@ void AppendStoreMetrics(const store::CommitStats& stats, std::string& out) {
   AppendMetricHeader(out, "lockbox_store_commit_queue", "gauge",
                      "Units waiting for the commit pipeline.");
   AppendSample(out, "lockbox_store_commit_queue", "", std::to_string(stats.queued));
+  AppendMetricHeader(out, "lockbox_store_commit_duration_seconds", "histogram",
+                     "Time of each COMMIT of the commit pipeline: the WAL write and its sync (and "
+                     "a checkpoint when due), which every unit of the batch waits for.");
+  AppendHistogramSamples(out, "lockbox_store_commit_duration_seconds", "",
+                         store::kCommitDurationBounds, stats.commit_duration_buckets,
+                         static_cast<double>(stats.commit_duration_nanos) / 1e9);
 }
 
 }  // namespace lockbox::core

@@ -398,6 +398,10 @@ class SqliteStore final : public Store {
     s.batches = batches_.load(std::memory_order_relaxed);
     s.max_batch = max_batch_.load(std::memory_order_relaxed);
     s.queued = queued_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < s.commit_duration_buckets.size(); ++i) {
+      s.commit_duration_buckets[i] = commit_buckets_[i].load(std::memory_order_relaxed);
+    }
+    s.commit_duration_nanos = commit_nanos_.load(std::memory_order_relaxed);
     return s;
   }
   void Shutdown() override {
@@ -442,6 +446,8 @@ class SqliteStore final : public Store {
   void Complete(const std::vector<Job*>& batch);
   void WriterLoop();
   void RunBatch(const std::vector<Job*>& batch);
+  // COMMIT on the writer connection, its duration recorded for stats().
+  Status TimedCommit();
   void RunExclusive(Job& job);
   Status RunUnit(const UnitOfWork& unit);
   void FailBatch(const std::vector<Job*>& batch, const Status& cause);
@@ -474,6 +480,8 @@ class SqliteStore final : public Store {
   std::atomic<std::uint64_t> batches_{0};
   std::atomic<std::uint64_t> max_batch_{0};
   std::atomic<std::uint64_t> queued_{0};
+  std::array<std::atomic<std::uint64_t>, kCommitDurationBounds.size() + 1> commit_buckets_{};
+  std::atomic<std::uint64_t> commit_nanos_{0};
 };
 
 Status SqliteStore::Submit(Job& job) {
@@ -634,7 +642,7 @@ void SqliteStore::RunBatch(const std::vector<Job*>& batch) {
     }
     job->result = std::move(result);
   }
-  if (Status s = writer_->Internal("COMMIT"); !s.ok()) return FailBatch(batch, s);
+  if (Status s = TimedCommit(); !s.ok()) return FailBatch(batch, s);
   undos_.clear();  // committed: nothing to undo
   for (auto& done : commit_hooks_) {
     try {
@@ -648,6 +656,20 @@ void SqliteStore::RunBatch(const std::vector<Job*>& batch) {
   std::uint64_t max = max_batch_.load(std::memory_order_relaxed);
   while (n > max && !max_batch_.compare_exchange_weak(max, n, std::memory_order_relaxed)) {
   }
+}
+
+Status SqliteStore::TimedCommit() {
+  const auto start = std::chrono::steady_clock::now();
+  Status committed = writer_->Internal("COMMIT");
+  const auto nanos =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count();
+  const double seconds = static_cast<double>(nanos) / 1e9;
+  std::size_t bucket = 0;
+  while (bucket < kCommitDurationBounds.size() && seconds > kCommitDurationBounds[bucket]) ++bucket;
+  commit_buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
+  commit_nanos_.fetch_add(static_cast<std::uint64_t>(nanos), std::memory_order_relaxed);
+  return committed;
 }
 
 void SqliteStore::RunExclusive(Job& job) {
@@ -667,7 +689,7 @@ void SqliteStore::RunExclusive(Job& job) {
     job.result = std::move(result);
     return;
   }
-  if (Status s = writer_->Internal("COMMIT"); !s.ok()) {
+  if (Status s = TimedCommit(); !s.ok()) {
     writer_->RollbackQuietly();
     job.result = UnavailableError("store: transaction not committed: " + s.message());
     return;

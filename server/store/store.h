@@ -12,6 +12,7 @@
 // from any thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -71,11 +72,20 @@ struct Migration {
   std::string sql;        // one or more statements
 };
 
+// Upper bounds (seconds) of the commit duration histogram in CommitStats.
+inline constexpr std::array<double, 10> kCommitDurationBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                                 0.025,  0.05,  0.1,    0.25,  1};
+
 struct CommitStats {
   std::uint64_t units = 0;    // units committed or rolled back
   std::uint64_t batches = 0;  // transactions committed
   std::uint64_t max_batch = 0;
   std::uint64_t queued = 0;  // units submitted and not yet taken by the writer (a snapshot)
+  // Each COMMIT statement of the pipeline, i.e. the WAL write, its sync and a checkpoint when
+  // one is due: what the device adds to every waiting unit. Per bucket of kCommitDurationBounds
+  // (not cumulative), the last one past the largest bound.
+  std::array<std::uint64_t, kCommitDurationBounds.size() + 1> commit_duration_buckets{};
+  std::uint64_t commit_duration_nanos = 0;  // their sum
 };
 
 class Store {

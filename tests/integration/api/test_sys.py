@@ -134,7 +134,8 @@ class SysTest(ServerTestCase):
         self.assertEqual(status, 200)
         text = r.text
         for series in ("lockbox_http_requests_total", "lockbox_http_request_duration_seconds_bucket",
-                       "lockbox_hsm_call_duration_seconds", "lockbox_store_commit_batch"):
+                       "lockbox_hsm_call_duration_seconds", "lockbox_store_commit_batch",
+                       "lockbox_store_commit_duration_seconds_bucket"):
             self.assertIn(series, text)
 
     def test_wire_rules(self):

@@ -386,6 +386,11 @@ TEST_F(CoreTest, MetricsExposeRequestsHsmStoreAndExtras) {
   EXPECT_EQ(text.find("lockbox_hsm_call_duration_seconds_count{call=\"Sign\"} 0\n"),
             std::string::npos);
   EXPECT_NE(text.find("lockbox_store_commit_batches_total "), std::string::npos);
+  // The commit durations: a histogram whose count is every COMMIT so far (at least one).
+  EXPECT_NE(text.find("lockbox_store_commit_duration_seconds_bucket{le=\"0.0005\"} "),
+            std::string::npos);
+  EXPECT_EQ(text.find("lockbox_store_commit_duration_seconds_count 0\n"), std::string::npos);
+  EXPECT_NE(text.find("lockbox_store_commit_duration_seconds_count "), std::string::npos);
   EXPECT_NE(text.find("lockbox_siem_lag_events 0\n"), std::string::npos);
   EXPECT_EQ(text.find("kv/data"), std::string::npos) << "no raw paths in labels";
   EXPECT_EQ(Send("GET", "/v1/sys/metrics", "", root).status, 200);

@@ -119,7 +119,14 @@ TEST(RowAccessorsTest, TypedGetters) {
 
 // ---- Basics ---------------------------------------------------------------------------------
 
+std::uint64_t CommitsTimed(const CommitStats& s) {
+  std::uint64_t total = 0;
+  for (std::uint64_t n : s.commit_duration_buckets) total += n;
+  return total;
+}
+
 TEST_F(StoreTest, CommitThenReadBack) {
+  const CommitStats before = store_->stats();
   ASSERT_TRUE(store_->Commit([](Transaction& tx) { return InsertItem(tx, 1, "alpha"); }).ok());
   auto rows = store_->Query("SELECT id, name FROM items WHERE id = ?", {std::int64_t{1}});
   ASSERT_TRUE(rows.ok()) << rows.status().ToString();
@@ -131,6 +138,9 @@ TEST_F(StoreTest, CommitThenReadBack) {
   EXPECT_EQ(s.batches, 1u);
   EXPECT_EQ(s.max_batch, 1u);
   EXPECT_EQ(s.queued, 0u);
+  // The COMMIT (with its sync) is timed once, and took some time.
+  EXPECT_EQ(CommitsTimed(s), CommitsTimed(before) + 1);
+  EXPECT_GT(s.commit_duration_nanos, before.commit_duration_nanos);
 }
 
 TEST_F(StoreTest, ValuesRoundTrip) {
