@@ -271,7 +271,7 @@ class TokenBackend final : public logical::Backend {
       return InvalidArgumentError("parent token lookup failed: no parent found");
     }
     const TokenEntry& parent = *parent_or;
-    if (parent.num_uses > 0) {
+    if (parent.num_uses != 0) {  // limited, or spent (-1)
       return InvalidArgumentError("restricted use token cannot generate child tokens");
     }
     const nlohmann::json& d = req.data;

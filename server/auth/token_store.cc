@@ -287,6 +287,7 @@ class TokenStoreImpl final : public TokenStore {
       cache_.Invalidate(hash);  // refused from now on anyway; free the slot
       return Denied();
     }
+    if (token->entry.num_uses < 0) return Denied();  // spent
     if (!token->cidrs.empty() && !AnyCidrContains(token->cidrs, remote_addr)) return Denied();
     if (token->entry.num_uses > 0) return SpendUse(hash, now);
     return PrincipalFor(token->entry);
@@ -424,10 +425,20 @@ class TokenStoreImpl final : public TokenStore {
           auto rows,
           tx.Query("SELECT accessor FROM tokens WHERE expire_time IS NOT NULL AND expire_time <= ?",
                    {ToUnixNanos(now)}));
-      if (rows.empty()) return Status::Ok();
-      LOCKBOX_ASSIGN_OR_RETURN(std::size_t revoked, RevokeAll(tx, rows));
-      event.details = {{"reason", "expired"}, {"revoked", revoked}};
-      return events_.Append(tx, event);
+      if (!rows.empty()) {
+        LOCKBOX_ASSIGN_OR_RETURN(std::size_t revoked, RevokeAll(tx, rows));
+        event.details = {{"reason", "expired"}, {"revoked", revoked}};
+        LOCKBOX_RETURN_IF_ERROR(events_.Append(tx, event));
+      }
+      // Spent tokens whose request could not revoke them; each is audited as it would have been.
+      LOCKBOX_ASSIGN_OR_RETURN(auto spent,
+                               tx.Query("SELECT accessor FROM tokens WHERE num_uses < 0", {}));
+      for (const store::Row& row : spent) {
+        LOCKBOX_ASSIGN_OR_RETURN(std::string accessor, store::GetText(row, 0));
+        LOCKBOX_ASSIGN_OR_RETURN(auto token, SelectToken(tx, "accessor", accessor));
+        if (token) LOCKBOX_RETURN_IF_ERROR(RevokeSpentInUnit(tx, token->entry));
+      }
+      return Status::Ok();
     });
   }
 
@@ -517,33 +528,44 @@ class TokenStoreImpl final : public TokenStore {
     return stored;
   }
 
-  // Counts one use of a num_uses token in its own unit: the last use revokes it (with its audit
-  // event). The use is refused if a concurrent use or a revocation got there first.
+  // Counts one use of a num_uses token in its own unit; the last one marks it spent (-1). The
+  // use is refused if a concurrent use or a revocation got there first.
   StatusOr<logical::Principal> SpendUse(const TokenHash& hash, Clock::time_point now) {
     logical::Principal principal;
     Status s = store_.Commit([&](store::Transaction& tx) -> Status {
       LOCKBOX_ASSIGN_OR_RETURN(
           auto token, SelectToken(tx, "token_hash", store::Blob(hash.begin(), hash.end())));
-      if (!token || Expired(token->entry, now)) return Denied();
+      if (!token || Expired(token->entry, now) || token->entry.num_uses <= 0) return Denied();
       const TokenEntry& e = token->entry;
-      if (e.num_uses == 1) {
-        LOCKBOX_RETURN_IF_ERROR(RevokeInUnit(tx, e.accessor, false).status());
-        keyring::Caller self;
-        self.actor = e.accessor;
-        audit::Event event = TokenEvent("token.revoke", e.path, self);
-        event.details = {{"accessor", e.accessor}, {"reason", "num_uses exhausted"}};
-        LOCKBOX_RETURN_IF_ERROR(events_.Append(tx, event));
-      } else if (e.num_uses > 1) {
-        LOCKBOX_RETURN_IF_ERROR(tx.Execute("UPDATE tokens SET num_uses = ? WHERE accessor = ?",
-                                           {e.num_uses - 1, e.accessor})
-                                    .status());
-        tx.OnCommit([this, hash] { cache_.Invalidate(hash); });
-      }
+      const std::int64_t left = e.num_uses == 1 ? -1 : e.num_uses - 1;
+      LOCKBOX_RETURN_IF_ERROR(
+          tx.Execute("UPDATE tokens SET num_uses = ? WHERE accessor = ?", {left, e.accessor})
+              .status());
+      tx.OnCommit([this, hash] { cache_.Invalidate(hash); });
       principal = PrincipalFor(e);
+      principal.last_use = left < 0;
       return Status::Ok();
     });
     if (!s.ok()) return s;
     return principal;
+  }
+
+  Status RevokeSpent(std::string_view accessor) override {
+    return store_.Commit([&](store::Transaction& tx) -> Status {
+      LOCKBOX_ASSIGN_OR_RETURN(auto token, SelectToken(tx, "accessor", std::string(accessor)));
+      if (!token || token->entry.num_uses >= 0) return Status::Ok();
+      return RevokeSpentInUnit(tx, token->entry);
+    });
+  }
+
+  // Revokes a spent token with its subtree and its own audit event, whose actor is the token.
+  Status RevokeSpentInUnit(store::Transaction& tx, const TokenEntry& e) {
+    LOCKBOX_RETURN_IF_ERROR(RevokeInUnit(tx, e.accessor, false).status());
+    keyring::Caller self;
+    self.actor = e.accessor;
+    audit::Event event = TokenEvent("token.revoke", e.path, self);
+    event.details = {{"accessor", e.accessor}, {"reason", "num_uses exhausted"}};
+    return events_.Append(tx, event);
   }
 
   // Revokes every token whose accessor is in column 0 of `rows` (with its subtree); tokens

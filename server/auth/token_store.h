@@ -68,7 +68,7 @@ struct TokenEntry {
   std::optional<Clock::time_point> last_renewal_time;  // nullopt: never renewed
   std::chrono::seconds explicit_max_ttl{0};
   std::chrono::seconds period{0};
-  std::int64_t num_uses = 0;  // remaining; 0: unlimited
+  std::int64_t num_uses = 0;  // remaining; 0: unlimited; -1: last use spent, revocation pending
   bool renewable = false;
   std::string parent_accessor;
   std::string role;
@@ -98,10 +98,17 @@ class TokenStore {
   virtual ~TokenStore() = default;
 
   // The hot path: the caller behind `client_token`, checked against expiry and, when the token is
-  // bound to CIDRs, `remote_addr`. Counts one use of a num_uses token (revoking it after its last
-  // use). PERMISSION_DENIED "permission denied" for unknown, expired or revoked tokens.
+  // bound to CIDRs, `remote_addr`. Counts one use of a num_uses token, durably. The last use marks
+  // the token spent (num_uses -1: refused from then on, still visible to lookups) and sets
+  // Principal::last_use: the request runs, then the caller revokes it with RevokeSpent() (as
+  // Vault revokes after the request). PERMISSION_DENIED "permission denied" for unknown, expired,
+  // spent or revoked tokens.
   virtual StatusOr<logical::Principal> Authenticate(std::string_view client_token,
                                                     std::string_view remote_addr) = 0;
+
+  // Revokes a spent token (see Authenticate) with its subtree, audited as "num_uses exhausted".
+  // OK if it is gone already (the request revoked it itself) or not spent.
+  virtual Status RevokeSpent(std::string_view accessor) = 0;
 
   // Issues a token. Its TTL is CalculateTtl() of the params under the store's default and max
   // TTL, except that a token holding the root policy with ttl 0 and no period never expires
@@ -135,8 +142,9 @@ class TokenStore {
                                     const keyring::Caller& caller) = 0;
 
   // Revokes every expired token with its subtree (a child dies with its parent, as in Vault's
-  // expiration manager). Expired tokens are refused anyway; the core runs this periodically so
-  // that children of expired parents stop working and the table does not grow.
+  // expiration manager), and every spent token that RevokeSpent() did not reach (a crash, a
+  // failed commit). Both are refused anyway; the core runs this periodically so that their
+  // children stop working and the table does not grow.
   virtual Status RevokeExpired(const keyring::Caller& caller) = 0;
 
   // Accessors of every live (unexpired) token, sorted.

@@ -436,6 +436,15 @@ CoreImpl::Reply CoreImpl::HandleStatusEndpoint(logical::Request& request, bool h
 }
 
 CoreImpl::Reply CoreImpl::Serve(logical::Request& request, std::string& route) {
+  Reply reply = AuthorizeAndRun(request, route);
+  if (request.principal.last_use) {
+    // A failure leaves the token spent: refused meanwhile, revoked by the next token tidy.
+    (void)services_.tokens->RevokeSpent(request.principal.accessor);
+  }
+  return reply;
+}
+
+CoreImpl::Reply CoreImpl::AuthorizeAndRun(logical::Request& request, std::string& route) {
   const std::shared_ptr<const Mount> mount = mounts_.Route(request.path);
   if (mount != nullptr) {
     request.mount_point = mount->record.entry.path;

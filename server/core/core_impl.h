@@ -82,7 +82,10 @@ class CoreImpl {
   // Whether a POST/PUT to `path` (API path, no "v1/") may be attempted without blocking.
   bool IsAttemptableUse(const std::string& path) const;
   Reply HandleStatusEndpoint(logical::Request& request, bool head, std::string& route);
+  // Authenticates, authorises and runs a request on its backend; then revokes the token if the
+  // request spent its last use.
   Reply Serve(logical::Request& request, std::string& route);
+  Reply AuthorizeAndRun(logical::Request& request, std::string& route);
   // The rendered answer with the event recording the outcome of `request` (none if `audited`).
   Reply Finish(const logical::Request& request, std::string_view op, http::HttpResponse response,
                std::string_view reason, bool audited);

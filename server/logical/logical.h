@@ -48,6 +48,8 @@ struct Principal {
   std::map<std::string, std::string> metadata;
   // When the token expires (nullopt: never); identity tokens never outlive it.
   std::optional<std::chrono::system_clock::time_point> expire_time;
+  // This request spent the token's last use: it runs, then the core revokes the token.
+  bool last_use = false;
 };
 
 // One mount: a secrets engine or auth method at a path (the mount table's row).

@@ -118,6 +118,22 @@ class TokenTest(ServerTestCase):
         with self.assertRaises(hvac.exceptions.Forbidden):
             self.root.auth.token.lookup(auth["client_token"])
 
+    def test_last_use_runs_then_the_token_is_revoked(self):
+        # As Vault: the request that spends the last use is served; the token is revoked after it.
+        auth = self.create(policies=["default"], num_uses=1, ttl="10m")
+        client = self.server.client(auth["client_token"])
+        data = client.auth.token.lookup_self()["data"]
+        self.assertEqual((data["accessor"], data["num_uses"]), (auth["accessor"], -1))
+        with self.assertRaises(hvac.exceptions.Forbidden):
+            client.auth.token.lookup_self()
+        with self.assertRaises(hvac.exceptions.Forbidden):
+            self.root.auth.token.lookup(auth["client_token"])
+        # Its last request may be revoke-self: revoked once, no error.
+        auth = self.create(policies=["default"], num_uses=1, ttl="10m")
+        self.server.client(auth["client_token"]).auth.token.revoke_self()
+        with self.assertRaises(hvac.exceptions.Forbidden):
+            self.root.auth.token.lookup(auth["client_token"])
+
     def test_renew(self):
         auth = self.create(policies=["default"], ttl="1m", explicit_max_ttl="10m")
         client = self.server.client(auth["client_token"])

@@ -154,20 +154,63 @@ TEST_F(TokenStoreTest, RevokeWithOrphanChildrenKeepsThemAlive) {
   EXPECT_FALSE(Authenticates(grandchild.client_token));
 }
 
-TEST_F(TokenStoreTest, NumUsesAreCountedDurablyAndExhaustionRevokes) {
+TEST_F(TokenStoreTest, NumUsesAreCountedDurablyAndTheLastUseRunsThenRevokes) {
   TokenParams params = Params({"a"});
   params.num_uses = 2;
   const IssuedToken issued = MustIssue(params);
-  ASSERT_TRUE(Authenticates(issued.client_token));
+  auto first = tokens_->Authenticate(issued.client_token, "127.0.0.1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->last_use);
   EXPECT_EQ(tokens_->LookupAccessor(issued.entry.accessor)->num_uses, 1);
   OpenTokens();  // the count survives a restart
-  ASSERT_TRUE(Authenticates(issued.client_token));
+  // The last use is granted; the token is spent (refused, still visible) until revoked.
+  auto last = tokens_->Authenticate(issued.client_token, "127.0.0.1");
+  ASSERT_TRUE(last.ok());
+  EXPECT_TRUE(last->last_use);
+  EXPECT_EQ(last->accessor, issued.entry.accessor);
   EXPECT_FALSE(Authenticates(issued.client_token));  // third use
+  ASSERT_TRUE(tokens_->LookupToken(issued.client_token).ok());
+  EXPECT_EQ(tokens_->LookupToken(issued.client_token)->num_uses, -1);
+  EXPECT_TRUE(EventsWithOp("token.revoke").empty());
+
+  ASSERT_TRUE(tokens_->RevokeSpent(issued.entry.accessor).ok());
   EXPECT_EQ(TokenRows(), 0);
+  EXPECT_FALSE(Authenticates(issued.client_token));
   auto events = EventsWithOp("token.revoke");
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].details["reason"], "num_uses exhausted");
   EXPECT_EQ(events[0].actor, issued.entry.accessor);
+  // Already gone (say the request was revoke-self): nothing more happens.
+  ASSERT_TRUE(tokens_->RevokeSpent(issued.entry.accessor).ok());
+  EXPECT_EQ(EventsWithOp("token.revoke").size(), 1u);
+}
+
+TEST_F(TokenStoreTest, RevokeSpentLeavesALiveTokenAlone) {
+  TokenParams params = Params({"a"});
+  params.num_uses = 2;
+  const IssuedToken limited = MustIssue(params);
+  const IssuedToken unlimited = MustIssue(Params({"a"}));
+  ASSERT_TRUE(tokens_->RevokeSpent(limited.entry.accessor).ok());
+  ASSERT_TRUE(tokens_->RevokeSpent(unlimited.entry.accessor).ok());
+  EXPECT_TRUE(Authenticates(limited.client_token));
+  EXPECT_TRUE(Authenticates(unlimited.client_token));
+  EXPECT_TRUE(EventsWithOp("token.revoke").empty());
+}
+
+TEST_F(TokenStoreTest, TidyRevokesASpentTokenItsRequestDidNotRevoke) {
+  TokenParams params = Params({"a"});
+  params.num_uses = 1;
+  const IssuedToken spent = MustIssue(params);
+  const IssuedToken child = MustIssue(Params({"a"}, spent.entry.accessor));
+  ASSERT_TRUE(tokens_->Authenticate(spent.client_token, "127.0.0.1")->last_use);
+  OpenTokens();  // say the server stopped before RevokeSpent
+  EXPECT_FALSE(Authenticates(spent.client_token));
+  ASSERT_TRUE(tokens_->RevokeExpired(caller_).ok());
+  EXPECT_EQ(TokenRows(), 0);  // with its subtree
+  EXPECT_FALSE(Authenticates(child.client_token));
+  auto events = EventsWithOp("token.revoke");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].details["reason"], "num_uses exhausted");
 }
 
 TEST_F(TokenStoreTest, NumUsesFailClosedWhenTheStoreFails) {
