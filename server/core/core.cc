@@ -437,10 +437,17 @@ CoreImpl::Reply CoreImpl::HandleStatusEndpoint(logical::Request& request, bool h
 
 CoreImpl::Reply CoreImpl::Serve(logical::Request& request, std::string& route) {
   Reply reply = AuthorizeAndRun(request, route);
-  if (request.principal.last_use) {
-    // A failure leaves the token spent: refused meanwhile, revoked by the next token tidy.
-    (void)services_.tokens->RevokeSpent(request.principal.accessor);
+  if (!request.principal.last_use) return reply;
+  // The request's own record goes first, then the revocation it causes, so that the log never
+  // shows a token used after its revocation. (This thread may block: spending the use did.)
+  if (reply.event) {
+    if (!events().Record(std::move(*reply.event)).ok()) {
+      reply.response = RenderErrors(503, {std::string(kAuditUnavailable)}, request.request_id);
+    }
+    reply.event.reset();
   }
+  // A failure leaves the token spent: refused meanwhile, revoked by the next token tidy.
+  (void)services_.tokens->RevokeSpent(request.principal.accessor);
   return reply;
 }
 

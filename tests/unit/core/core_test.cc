@@ -419,6 +419,44 @@ TEST_F(CoreTest, ExpiredTokensAreTidiedWithTheirChildren) {
   EXPECT_EQ(Send("GET", "/v1/auth/token/lookup-self", "", root).status, 200);
 }
 
+TEST_F(CoreTest, ATokensLastUseIsServedAuditedAndThenRevoked) {
+  const std::string root = Init();
+  Mount(root, "kv", {{"type", "kv"}});
+  ASSERT_EQ(Send("PUT", "/v1/kv/data/a", R"({"v":1})", root).status, 204);
+  PutPolicy(root, "reader", R"(path "kv/data/a" { capabilities = ["read"] })");
+  auto issue_once = [&] {
+    auth::TokenParams params;
+    params.policies = {"reader"};
+    params.num_uses = 1;
+    auto issued = tokens_->Issue(params, keyring::Caller{});
+    EXPECT_TRUE(issued.ok()) << issued.status().ToString();
+    return std::move(issued).value();
+  };
+  const auth::IssuedToken once = issue_once();
+  EXPECT_EQ(Send("GET", "/v1/kv/data/a", "", once.client_token).status, 200);
+  EXPECT_EQ(Send("GET", "/v1/kv/data/a", "", once.client_token).status, 403);
+  // The log reads in order: the read the last use paid for, then the revocation.
+  std::optional<std::size_t> read_at, revoke_at;
+  const std::vector<audit::Event> events = AuditEvents();
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (events[i].actor != once.entry.accessor) continue;
+    if (events[i].op == "kv.read" && events[i].outcome == audit::Outcome::kOk) read_at = i;
+    if (events[i].op == "token.revoke") revoke_at = i;
+  }
+  ASSERT_TRUE(read_at && revoke_at);
+  EXPECT_LT(*read_at, *revoke_at);
+  EXPECT_EQ(events[*revoke_at].details["reason"], "num_uses exhausted");
+
+  // Audit down: the last use is answered 503 without the data, and the token stays refused.
+  const auth::IssuedToken unlucky = issue_once();
+  events_->fail = true;
+  const auto refused = Send("GET", "/v1/kv/data/a", "", unlucky.client_token);
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(Json(refused), json({{"errors", {"audit log unavailable"}}}));
+  events_->fail = false;
+  EXPECT_EQ(Send("GET", "/v1/kv/data/a", "", unlucky.client_token).status, 403);
+}
+
 TEST_F(CoreTest, ConcurrentRequestsAndPolicyChanges) {
   const std::string root = Init();
   Mount(root, "kv", {{"type", "kv"}});
