@@ -435,6 +435,7 @@ class TokenStoreImpl final : public TokenStore {
                                tx.Query("SELECT accessor FROM tokens WHERE num_uses < 0", {}));
       for (const store::Row& row : spent) {
         LOCKBOX_ASSIGN_OR_RETURN(std::string accessor, store::GetText(row, 0));
+        if (SpentInFlight(accessor)) continue;
         LOCKBOX_ASSIGN_OR_RETURN(auto token, SelectToken(tx, "accessor", accessor));
         if (token) LOCKBOX_RETURN_IF_ERROR(RevokeSpentInUnit(tx, token->entry));
       }
@@ -547,15 +548,28 @@ class TokenStoreImpl final : public TokenStore {
       return Status::Ok();
     });
     if (!s.ok()) return s;
+    if (principal.last_use) {
+      std::lock_guard lock(spent_mu_);
+      spent_in_flight_.insert(principal.accessor);
+    }
     return principal;
   }
 
   Status RevokeSpent(std::string_view accessor) override {
-    return store_.Commit([&](store::Transaction& tx) -> Status {
+    Status revoked = store_.Commit([&](store::Transaction& tx) -> Status {
       LOCKBOX_ASSIGN_OR_RETURN(auto token, SelectToken(tx, "accessor", std::string(accessor)));
       if (!token || token->entry.num_uses >= 0) return Status::Ok();
       return RevokeSpentInUnit(tx, token->entry);
     });
+    // Done or failed, the request is over: from now on the tidy takes the token if it is left.
+    std::lock_guard lock(spent_mu_);
+    spent_in_flight_.erase(std::string(accessor));
+    return revoked;
+  }
+
+  bool SpentInFlight(const std::string& accessor) {
+    std::lock_guard lock(spent_mu_);
+    return spent_in_flight_.count(accessor) != 0;
   }
 
   // Revokes a spent token with its subtree and its own audit event, whose actor is the token.
@@ -650,6 +664,10 @@ class TokenStoreImpl final : public TokenStore {
   audit_log::EventLog& events_;
   const TokenStoreOptions options_;
   TokenCache cache_;
+  // Spent tokens whose last request is still running: the tidy leaves them to RevokeSpent(), so
+  // that the request's own audit record comes before the revocation.
+  std::mutex spent_mu_;
+  std::unordered_set<std::string> spent_in_flight_;
 };
 
 }  // namespace
