@@ -699,7 +699,10 @@ CREATE TABLE token_roles (
   name TEXT PRIMARY KEY,
   body TEXT NOT NULL
 );
-)sql"}};
+)sql"},
+          // The tidy looks for spent tokens (num_uses -1) on the writer, whose time every commit
+          // waits for: an index of those few rows instead of a scan of every token.
+          {"tokens", 2, "CREATE INDEX tokens_spent ON tokens (accessor) WHERE num_uses < 0;"}};
 }
 
 StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(store::Store& store,

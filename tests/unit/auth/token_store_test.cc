@@ -199,6 +199,16 @@ TEST_F(TokenStoreTest, TidyTakesASpentTokenWhoseRevocationFailed) {
   EXPECT_EQ(EventsWithOp("token.revoke").size(), 1u);
 }
 
+TEST_F(TokenStoreTest, TheTidyFindsSpentTokensThroughTheirIndex) {
+  // The query the tidy runs on the commit writer must not scan every token.
+  auto plan =
+      real_store_->Query("EXPLAIN QUERY PLAN SELECT accessor FROM tokens WHERE num_uses < 0", {});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  std::string details;
+  for (const store::Row& row : *plan) details += *store::GetText(row, 3) + "\n";
+  EXPECT_NE(details.find("tokens_spent"), std::string::npos) << details;
+}
+
 TEST_F(TokenStoreTest, RevokeSpentLeavesALiveTokenAlone) {
   TokenParams params = Params({"a"});
   params.num_uses = 2;
