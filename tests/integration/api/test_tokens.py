@@ -128,7 +128,7 @@ class TokenTest(ServerTestCase):
             client.auth.token.lookup_self()
         with self.assertRaises(hvac.exceptions.Forbidden):
             self.root.auth.token.lookup(auth["client_token"])
-        # Its last request may be revoke-self: revoked once, no error.
+        # Its last request may be revoke-self: that succeeds, and the token is gone.
         auth = self.create(policies=["default"], num_uses=1, ttl="10m")
         self.server.client(auth["client_token"]).auth.token.revoke_self()
         with self.assertRaises(hvac.exceptions.Forbidden):
