@@ -543,15 +543,21 @@ class TokenStoreImpl final : public TokenStore {
           tx.Execute("UPDATE tokens SET num_uses = ? WHERE accessor = ?", {left, e.accessor})
               .status());
       tx.OnCommit([this, hash] { cache_.Invalidate(hash); });
+      if (left < 0) {
+        // Marked in flight here, on the writer, so that no later unit (a tidy, even in this
+        // batch) sees the token spent without seeing its request still running.
+        std::lock_guard lock(spent_mu_);
+        spent_in_flight_.insert(e.accessor);
+        tx.OnRollback([this, accessor = e.accessor] {
+          std::lock_guard undo_lock(spent_mu_);
+          spent_in_flight_.erase(accessor);
+        });
+      }
       principal = PrincipalFor(e);
       principal.last_use = left < 0;
       return Status::Ok();
     });
     if (!s.ok()) return s;
-    if (principal.last_use) {
-      std::lock_guard lock(spent_mu_);
-      spent_in_flight_.insert(principal.accessor);
-    }
     return principal;
   }
 

@@ -185,6 +185,41 @@ TEST_F(TokenStoreTest, NumUsesAreCountedDurablyAndTheLastUseRunsThenRevokes) {
   EXPECT_EQ(EventsWithOp("token.revoke").size(), 1u);
 }
 
+TEST_F(TokenStoreTest, ATidyInTheSameBatchAsTheLastUseLeavesTheTokenAlone) {
+  TokenParams params = Params({"a"});
+  params.num_uses = 1;
+  const IssuedToken once = MustIssue(params);
+  auto queued_at_least = [&](std::uint64_t n) {
+    while (real_store_->stats().queued < n) std::this_thread::yield();
+  };
+  // A gate unit holds the writer until the last use and then the tidy are queued behind it:
+  // both run in the next batch, the use first.
+  std::atomic<bool> gate_running{false};
+  std::thread gate([&] {
+    EXPECT_TRUE(real_store_
+                    ->Commit([&](store::Transaction&) {
+                      gate_running = true;
+                      queued_at_least(2);
+                      return Status::Ok();
+                    })
+                    .ok());
+  });
+  while (!gate_running) std::this_thread::yield();
+  StatusOr<logical::Principal> used = UnavailableError("not run");
+  std::thread use([&] { used = tokens_->Authenticate(once.client_token, "127.0.0.1"); });
+  queued_at_least(1);
+  std::thread tidy([&] { EXPECT_TRUE(tokens_->RevokeExpired(caller_).ok()); });
+  gate.join();
+  use.join();
+  tidy.join();
+  ASSERT_TRUE(used.ok()) << used.status().ToString();
+  EXPECT_TRUE(used->last_use);
+  EXPECT_EQ(TokenRows(), 1) << "the tidy revoked a token whose request was still running";
+  EXPECT_TRUE(EventsWithOp("token.revoke").empty());
+  ASSERT_TRUE(tokens_->RevokeSpent(once.entry.accessor).ok());
+  EXPECT_EQ(TokenRows(), 0);
+}
+
 TEST_F(TokenStoreTest, TidyTakesASpentTokenWhoseRevocationFailed) {
   TokenParams params = Params({"a"});
   params.num_uses = 1;
