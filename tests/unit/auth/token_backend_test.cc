@@ -195,6 +195,14 @@ TEST_F(TokenBackendTest, RestrictedUseTokensCannotCreateChildren) {
                                          root_.client_token)["client_token"];
   ExpectError(Call(Operation::kUpdate, "create", json::object(), limited),
               StatusCode::kInvalidArgument, "restricted use token cannot generate child tokens");
+  // Nor can a token whose last use is the create request itself (spent, num_uses -1).
+  const std::string once = MustCreate("create", {{"policies", "app"}, {"num_uses", 1}},
+                                      root_.client_token)["client_token"];
+  ASSERT_TRUE(tokens_->Authenticate(once, "127.0.0.1")->last_use);
+  const auto rows = TokenRows();
+  ExpectError(Call(Operation::kUpdate, "create", json::object(), once),
+              StatusCode::kInvalidArgument, "restricted use token cannot generate child tokens");
+  EXPECT_EQ(TokenRows(), rows);
 }
 
 TEST_F(TokenBackendTest, OrphansAndExpiringRootParents) {
